@@ -1,0 +1,72 @@
+"""The ``imitate`` command line. Commands print; the libraries they call log.
+
+Every command fails with a one-line ``imitate: error: ...`` message and exit status 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections import Counter
+from collections.abc import Sequence
+
+from imitate import __version__
+
+
+class CommandError(Exception):
+    """A user-facing failure: printed as one line, exit status 2."""
+
+
+def _cmd_tasks(args: argparse.Namespace) -> None:
+    import envs
+
+    suite = envs.load_suite()
+    splits = ("train", "test") if args.split == "all" else (args.split,)
+    rows = [(split, task) for split in splits for task in suite.split(split)]
+    print(f"task suite v{suite.version}: {len(suite.train)} train, {len(suite.test)} test")
+    print(f"{'#':>4}  {'split':<5}  {'blocks':>6}  {'towers':>6}  {'stages':>6}  layout")
+    for index, (split, task) in enumerate(rows):
+        print(f"{index:>4}  {split:<5}  {task.num_blocks:>6}  {len(task.towers):>6}  "
+              f"{task.num_stages:>6}  {task.layout}")
+    for split in splits:
+        counts = Counter(task.num_stages for task in suite.split(split))
+        summary = ", ".join(f"{k}: {counts[k]}" for k in sorted(counts))
+        print(f"{split} tasks by stage count: {summary}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="imitate", description="One-shot imitation learning for block stacking (PyBullet)."
+    )
+    parser.add_argument("--version", action="version", version=f"imitate {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    tasks = commands.add_parser("tasks", help="print the task suite as a table")
+    tasks.add_argument("--split", choices=("train", "test", "all"), default="all",
+                       help="which part of the suite to list (default: all)")
+    tasks.set_defaults(handler=_cmd_tasks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.handler(args)
+    except (CommandError, ValueError, FileNotFoundError) as error:
+        print(f"imitate: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("imitate: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

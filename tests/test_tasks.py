@@ -1,0 +1,99 @@
+"""Task layouts: parsing, validation, stages in build order, target supports."""
+
+from __future__ import annotations
+
+import pytest
+
+from envs.tasks import BLOCK_LETTERS, MAX_BLOCKS, MIN_BLOCKS, TABLE, Stage, Task, parse_task
+
+
+def stages_as_letters(task: Task) -> list[str]:
+    return [str(stage) for stage in task.stages]
+
+
+def test_constants() -> None:
+    assert BLOCK_LETTERS == "abcdefghij"
+    assert (MIN_BLOCKS, MAX_BLOCKS) == (2, 10)
+
+
+def test_paper_example() -> None:
+    task = parse_task("ab cde fg hij")
+    assert task.towers == ("ab", "cde", "fg", "hij")
+    assert task.num_blocks == 10
+    assert task.num_towers == 4
+    assert task.num_stages == 6
+    assert task.blocks == "abcdefghij"
+
+
+def test_stages_in_build_order() -> None:
+    # Towers in the order written, each bottom-up.
+    task = parse_task("ab cde")
+    assert task.stages == (Stage(0, 1), Stage(3, 4), Stage(2, 3))
+    assert stages_as_letters(task) == ["a on b", "d on e", "c on d"]
+    assert stages_as_letters(parse_task("cd ab")) == ["c on d", "a on b"]
+    assert stages_as_letters(parse_task("c abde")) == ["d on e", "b on d", "a on b"]
+
+
+def test_target_support() -> None:
+    task = parse_task("ab cde")
+    assert task.target_support == (1, TABLE, 3, 4, TABLE)
+    assert parse_task("ba c").target_support == (TABLE, 0, TABLE)
+
+
+def test_layout_str_and_blocks() -> None:
+    task = parse_task("  AB \t cDe\n")
+    assert task.layout == "ab cde"
+    assert str(task) == "ab cde"
+    assert task.blocks == "abcde"
+    assert task == parse_task("ab cde")
+
+
+def test_canonical_ignores_tower_order() -> None:
+    assert parse_task("ab cd").canonical == parse_task("cd ab").canonical == "ab cd"
+    assert parse_task("ab cd") != parse_task("cd ab")
+    assert parse_task("ab cd").canonical != parse_task("ba cd").canonical
+
+
+def test_task_passthrough_and_hashable() -> None:
+    task = parse_task("ab")
+    assert parse_task(task) is task
+    assert len({parse_task("ab c"), parse_task("AB  C")}) == 1
+
+
+def test_task_constructor_validates() -> None:
+    assert Task(("ab", "c")).num_stages == 1
+    with pytest.raises(ValueError, match="repeated block 'a'"):
+        Task(("ab", "a"))
+    with pytest.raises(ValueError, match="empty tower"):
+        Task(("ab", ""))
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "empty layout"),
+        ("  \t\n", "empty layout"),
+        ("abcdefghijk", "more than 10 blocks"),
+        ("abcde fghij a", "more than 10 blocks"),
+        ("abk", "unknown character 'k'"),
+        ("ab-c", "unknown character '-'"),
+        ("a1", "unknown character '1'"),
+        ("aba", "repeated block 'a'"),
+        ("ab cb", "repeated block 'b'"),
+        ("a", "fewer than 2 blocks"),
+        ("b", "fewer than 2 blocks"),
+        ("ab ce", "missing 'd'"),
+        ("bc", "missing 'a'"),
+        ("a b", "no stage"),
+        ("c b a", "no stage"),
+    ],
+)
+def test_parse_errors_name_problem_and_input(text: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as error:
+        parse_task(text)
+    assert repr(text) in str(error.value)
+
+
+def test_parse_rejects_non_string() -> None:
+    with pytest.raises(TypeError):
+        parse_task(["ab"])  # type: ignore[arg-type]
