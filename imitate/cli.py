@@ -10,6 +10,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from typing import NoReturn
 
 from imitate import __version__
 
@@ -35,8 +36,15 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
         print(f"{split} tasks by stage count: {summary}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's one-line error format (``imitate: error: ...``, exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"imitate: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="imitate", description="One-shot imitation learning for block stacking (PyBullet)."
     )
     parser.add_argument("--version", action="version", version=f"imitate {__version__}")
