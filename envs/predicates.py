@@ -200,18 +200,15 @@ def is_irrecoverable(
     the env evaluates it on every control step.
     """
     pos = _as_positions(positions)
-    if not np.isfinite(pos).all():
-        return True
-    low, high = pos.min(axis=0), pos.max(axis=0)
-    if (low[0] < workspace.x_min or high[0] > workspace.x_max or low[1] < workspace.y_min
-            or high[1] > workspace.y_max or low[2] < workspace.table_z - BELOW_TABLE_MARGIN):
+    # NaN propagates through min/max and fails every comparison, so it counts as lost too.
+    low = (workspace.x_min, workspace.y_min, workspace.table_z - BELOW_TABLE_MARGIN)
+    high = (workspace.x_max, workspace.y_max, np.inf)
+    if not ((pos.min(axis=0) >= low).all() and (pos.max(axis=0) <= high).all()):
         return True
     if velocities is None:
         return False
     vel = _as_array(velocities, pos.shape, "velocities")
-    if not np.isfinite(vel).all():
-        return True
-    return bool(np.einsum("ij,ij->i", vel, vel).max() > MAX_BLOCK_SPEED**2)
+    return not np.einsum("ij,ij->i", vel, vel).max() <= MAX_BLOCK_SPEED**2
 
 
 def classify_failure(

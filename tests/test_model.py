@@ -1,0 +1,144 @@
+"""The policy network: shapes, equivariance, padding invariance, temporal dropout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from imitate import actions
+from imitate.model import (
+    Demo,
+    OneShotPolicy,
+    PolicyConfig,
+    conditioning_indices,
+    data_dependent_init,
+    temporal_dropout,
+)
+
+K = 10
+
+
+def make_demo(num_blocks: int, frames: int, seed: int, batch: int = 1) -> Demo:
+    g = torch.Generator().manual_seed(seed)
+    blocks = torch.zeros(batch, frames, K, 3)
+    blocks[:, :, :num_blocks] = torch.randn(batch, frames, num_blocks, 3, generator=g) * 0.2
+    gripper = torch.zeros(batch, frames, 2)
+    closed = torch.rand(batch, frames, generator=g) > 0.5
+    gripper[..., 0], gripper[..., 1] = (~closed).float(), closed.float()
+    block_mask = torch.zeros(batch, K, dtype=torch.bool)
+    block_mask[:, :num_blocks] = True
+    return Demo(blocks, gripper, block_mask, torch.ones(batch, frames, dtype=torch.bool))
+
+
+def make_observation(num_blocks: int, seed: int) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    blocks = torch.zeros(1, K, 3)
+    blocks[:, :num_blocks] = torch.randn(1, num_blocks, 3, generator=g) * 0.2
+    gripper = torch.tensor([[1.0, 0.0]])
+    mask = torch.zeros(1, K, dtype=torch.bool)
+    mask[:, :num_blocks] = True
+    return blocks, gripper, mask
+
+
+@pytest.fixture(scope="module")
+def policy() -> OneShotPolicy:
+    torch.manual_seed(0)
+    model = OneShotPolicy(PolicyConfig(conditioning="snapshot"))  # no dropout: exact comparisons
+    demo = make_demo(4, 12, seed=1, batch=3)
+    obs = torch.randn(6, K, 3) * 0.2, torch.tensor([[1.0, 0.0]] * 6), demo.block_mask.repeat(2, 1)
+    with data_dependent_init():
+        model(demo, *obs, pairs_per_demo=2)
+    return model.eval()
+
+
+def test_output_shapes_and_loss(policy: OneShotPolicy) -> None:
+    demo = make_demo(5, 9, seed=2, batch=2)
+    blocks = torch.randn(6, K, 3)
+    gripper = torch.tensor([[0.0, 1.0]] * 6)
+    logits = policy(demo, blocks, gripper, demo.block_mask.repeat_interleave(3, 0), 3)
+    assert logits.shape == (6, 3 * actions.NUM_BINS + actions.NUM_GRIPPER_CLASSES)
+    labels = torch.zeros(6, 4, dtype=torch.long)
+    assert policy.loss(logits, labels).item() > 0
+    assert policy.config.context_size == 2 + 6 * policy.config.context_heads
+
+
+def test_permuting_block_slots_leaves_the_action_unchanged(policy: OneShotPolicy) -> None:
+    demo = make_demo(4, 10, seed=3)
+    blocks, gripper, mask = make_observation(4, seed=4)
+    order = torch.tensor([2, 0, 3, 1, 4, 5, 6, 7, 8, 9])
+    permuted_demo = Demo(demo.blocks[:, :, order], demo.gripper, demo.block_mask[:, order],
+                         demo.frame_mask)
+    with torch.no_grad():
+        reference = policy(demo, blocks, gripper, mask)
+        permuted = policy(permuted_demo, blocks[:, order], gripper, mask[:, order])
+    torch.testing.assert_close(permuted, reference, rtol=1e-4, atol=1e-5)
+
+
+def test_padding_has_no_effect(policy: OneShotPolicy) -> None:
+    """A 3-cube task alone vs batched with a 10-cube task whose demo is longer."""
+    small, big = make_demo(3, 7, seed=5), make_demo(10, 11, seed=6)
+    obs_small, obs_big = make_observation(3, seed=7), make_observation(10, seed=8)
+    # Put garbage in the small task's padded slots: it must be ignored as well.
+    small.blocks[:, :, 3:] = 5.0
+    obs_small[0][:, 3:] = -3.0
+    with torch.no_grad():
+        alone = policy(small, *obs_small)
+        padded_small = Demo(torch.cat([small.blocks, small.blocks[:, -1:].expand(1, 4, K, 3)], 1),
+                            torch.cat([small.gripper, torch.full((1, 4, 2), 7.0)], 1),
+                            small.block_mask,
+                            torch.cat([small.frame_mask, torch.zeros(1, 4, dtype=torch.bool)], 1))
+        batch = Demo(*(torch.cat([a, b]) for a, b in zip(
+            (padded_small.blocks, padded_small.gripper, padded_small.block_mask,
+             padded_small.frame_mask),
+            (big.blocks, big.gripper, big.block_mask, big.frame_mask), strict=True)))
+        together = policy(batch, *(torch.cat([a, b]) for a, b in zip(obs_small, obs_big,
+                                                                    strict=True)))
+    torch.testing.assert_close(together[:1], alone, rtol=1e-4, atol=1e-5)
+
+
+def test_temporal_dropout_keeps_five_percent_in_order() -> None:
+    lengths = torch.tensor([100, 39, 10, 1, 400])
+    g = torch.Generator().manual_seed(0)
+    indices, valid = temporal_dropout(lengths, 0.05, g)
+    assert valid.sum(1).tolist() == [5, 1, 1, 1, 20]
+    for row, mask, length in zip(indices, valid, lengths, strict=True):
+        kept = row[mask]
+        assert torch.all(kept[1:] > kept[:-1]) and kept.max() < length and kept.min() >= 0
+    again, _ = temporal_dropout(lengths, 0.05, torch.Generator().manual_seed(0))
+    assert torch.equal(again, indices)
+    other, _ = temporal_dropout(lengths, 0.05, torch.Generator().manual_seed(1))
+    assert not torch.equal(other, indices)
+
+
+def test_ensemble_inference_is_deterministic_for_a_seed() -> None:
+    torch.manual_seed(0)
+    model = OneShotPolicy(PolicyConfig(conditioning="full")).eval()
+    demo = make_demo(4, 200, seed=9)
+    obs = make_observation(4, seed=10)
+    results = []
+    for _ in range(2):
+        encoding = model.ensemble_encoding(demo, 10, torch.Generator().manual_seed(3))
+        assert encoding.embedding.shape[:3] == (10, 10, K)
+        results.append(model.act_probabilities(encoding, *obs))
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
+    axis, grip = results[0]
+    assert axis.shape == (3, actions.NUM_BINS) and grip.shape == (actions.NUM_GRIPPER_CLASSES,)
+    torch.testing.assert_close(axis.sum(-1), torch.ones(3))
+
+
+def test_conditioning_indices() -> None:
+    assert conditioning_indices(5, [1, 3], "full") == [0, 1, 2, 3, 4]
+    assert conditioning_indices(5, [1, 3], "snapshot") == [1, 3, 4]
+    assert conditioning_indices(5, [1, 4], "snapshot") == [1, 4]
+    assert conditioning_indices(5, [1, 3], "final") == [4]
+    with pytest.raises(ValueError, match="conditioning"):
+        conditioning_indices(5, [], "middle")
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="conditioning"):
+        PolicyConfig(conditioning="half")
+    with pytest.raises(ValueError, match="keep_fraction"):
+        PolicyConfig(keep_fraction=0.0)
+    with pytest.raises(ValueError, match="hidden"):
+        PolicyConfig(hidden=0)
