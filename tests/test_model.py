@@ -142,3 +142,52 @@ def test_config_validation() -> None:
         PolicyConfig(keep_fraction=0.0)
     with pytest.raises(ValueError, match="hidden"):
         PolicyConfig(hidden=0)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(policy: OneShotPolicy, tmp_path) -> None:
+    from imitate.checkpoint import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(tmp_path / "run" / "policy.pt", policy, env={"id": "BlockStack-v0"},
+                           suite_version=1, training={"algo": "bc"}, step=7)
+    loaded = load_checkpoint(path)
+    assert loaded.step == 7 and loaded.training == {"algo": "bc"}
+    assert loaded.policy.config == policy.config
+    demo = make_demo(4, 6, seed=11)
+    obs = make_observation(4, seed=12)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.policy(demo, *obs), policy(demo, *obs), rtol=0, atol=0)
+    assert not list(tmp_path.joinpath("run").glob("*.tmp"))
+
+
+def test_corrupt_foreign_or_missing_checkpoints_fail_clearly(policy: OneShotPolicy,
+                                                             tmp_path) -> None:
+    from imitate.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "absent.pt")
+    good = save_checkpoint(tmp_path / "good.pt", policy, env={}, suite_version=1, training={},
+                           step=0)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(truncated)
+    text = tmp_path / "notes.pt"
+    text.write_text("hello")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(text)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": policy.state_dict()}, foreign)
+    with pytest.raises(CheckpointError, match="not an imitate policy checkpoint"):
+        load_checkpoint(foreign)
+    payload = torch.load(good, weights_only=True)
+    payload["model_config"]["hidden"] = 32
+    mismatched = tmp_path / "mismatched.pt"
+    torch.save(payload, mismatched)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(mismatched)
+    payload = torch.load(good, weights_only=True)
+    payload["action_bins"]["axis"] = [0.0]
+    other_bins = tmp_path / "bins.pt"
+    torch.save(payload, other_bins)
+    with pytest.raises(CheckpointError, match="action set"):
+        load_checkpoint(other_bins)

@@ -1,0 +1,142 @@
+"""Self-describing policy checkpoints, written atomically and read without unpickling code.
+
+A checkpoint is one ``torch.save`` file holding only tensors and plain Python values (dicts,
+lists, str, int, float, bool, None), so ``torch.load(weights_only=True)`` reads it and never runs
+arbitrary code. Contents (format version 1):
+
+| key | what |
+|---|---|
+| ``format`` | ``"imitate-policy"`` |
+| ``format_version`` | 1 |
+| ``model_config`` | ``PolicyConfig`` fields |
+| ``model_state`` | the network's ``state_dict`` |
+| ``action_bins`` | per-axis bin centres (m) and gripper values of ``imitate.actions`` |
+| ``env`` | env id and kwargs the policy was trained for |
+| ``suite_version`` | version of the task suite |
+| ``training`` | training config and data description (free-form plain values) |
+| ``step`` | optimisation steps done |
+| ``optimizer_state`` | optional, for ``--resume`` |
+| ``rng_state`` | optional, for ``--resume`` |
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imitate import actions
+from imitate.model import OneShotPolicy, PolicyConfig
+
+FORMAT = "imitate-policy"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, foreign or incompatible (message names which)."""
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the policy (eval mode) and everything recorded with it."""
+
+    policy: OneShotPolicy
+    env: dict[str, Any]
+    suite_version: int
+    training: dict[str, Any]
+    step: int
+    optimizer_state: dict[str, Any] | None = None
+    rng_state: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def action_bins() -> dict[str, list[float]]:
+    """The discrete action set in plain lists, recorded so a checkpoint is self-describing."""
+    return {"axis": actions.BINS.tolist(), "gripper": actions.GRIPPER_VALUES.tolist()}
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    policy: OneShotPolicy,
+    *,
+    env: dict[str, Any],
+    suite_version: int,
+    training: dict[str, Any],
+    step: int,
+    optimizer_state: dict[str, Any] | None = None,
+    rng_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary file in the same folder, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model_config": policy.config.to_dict(),
+        "model_state": policy.state_dict(),
+        "action_bins": action_bins(),
+        "env": env,
+        "suite_version": suite_version,
+        "training": training,
+        "step": int(step),
+        "optimizer_state": optimizer_state,
+        "rng_state": rng_state,
+    }
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
+                                             dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Read and validate a checkpoint; the policy comes back in eval mode on ``device``.
+
+    Raises:
+        CheckpointError: missing file, not a torch file, not an imitate checkpoint, a newer format,
+            an action set that differs from this installation's, or weights that do not fit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an imitate policy checkpoint")
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path} has checkpoint format {version}; this version of imitate "
+                              f"reads format {FORMAT_VERSION}")
+    if payload.get("action_bins") != action_bins():
+        raise CheckpointError(f"{path} was trained with a different discrete action set")
+    try:
+        policy = OneShotPolicy(PolicyConfig(**payload["model_config"]))
+        policy.load_state_dict(payload["model_state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        raise CheckpointError(f"{path} has weights that do not fit the model ({first_line})"
+                              ) from None
+    policy.to(device).eval()
+    return Checkpoint(
+        policy=policy,
+        env=payload.get("env", {}),
+        suite_version=int(payload.get("suite_version", 0)),
+        training=payload.get("training", {}),
+        step=int(payload.get("step", 0)),
+        optimizer_state=payload.get("optimizer_state"),
+        rng_state=payload.get("rng_state"),
+    )
