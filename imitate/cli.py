@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--split", choices=("train", "test", "all"), default="all",
                        help="which part of the suite to list (default: all)")
     tasks.set_defaults(handler=_cmd_tasks)
+
+    from imitate.data.commands import add_demos_commands
+
+    add_demos_commands(commands)
     return parser
 
 

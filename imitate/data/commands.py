@@ -1,0 +1,152 @@
+"""The ``imitate demos`` commands (generate, verify, info). Commands print; ``imitate.data`` logs.
+
+Wired into the ``imitate`` parser by ``imitate.cli`` through ``add_demos_commands``. Failures
+raise ``DatasetError`` / ``ValueError``, which ``imitate.cli.main`` prints as one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from imitate.data.format import DatasetError
+from imitate.data.generate import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_SHARD_SIZE,
+    GenerateConfig,
+    GenerateSummary,
+    Progress,
+    generate,
+)
+from imitate.data.verify import dataset_info, verify_dataset
+
+
+def add_demos_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``demos generate|verify|info`` to the ``imitate`` sub-command set."""
+    demos = commands.add_parser("demos", help="generate, verify and describe demo datasets")
+    sub = demos.add_subparsers(dest="demos_command", required=True, metavar="ACTION")
+
+    gen = sub.add_parser("generate", help="record expert demonstrations into a dataset folder",
+                         description="Record successful expert demos. Re-running the same "
+                         "command resumes an interrupted run.")
+    gen.add_argument("--out", required=True, type=Path, metavar="DIR",
+                     help="dataset folder, e.g. demos/NAME (created, or resumed)")
+    gen.add_argument("--split", choices=("train", "test"), default="train",
+                     help="train: training-demo seeds, suite training tasks; test: evaluation-"
+                     "demo seeds (disjoint), suite test tasks (default: train)")
+    gen.add_argument("--tasks", metavar="LAYOUTS",
+                     help="comma-separated layouts to use instead of the split's suite tasks, "
+                     "e.g. 'ab cd,abc'")
+    gen.add_argument("--per-task", required=True, type=int, metavar="N",
+                     help="successful demos per task")
+    gen.add_argument("--workers", type=int, default=1, metavar="W",
+                     help="worker processes, each with its own simulator (default: 1)")
+    gen.add_argument("--seed", type=int, default=0, metavar="S", help="root seed (default: 0)")
+    gen.add_argument("--noise", type=float, default=None, metavar="STD",
+                     help="std of the noise added to executed displacements, m per step "
+                     "(default: the expert's, envs.expert.DEFAULT_NOISE_STD); labels stay clean")
+    gen.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, metavar="K",
+                     help=f"demos per shard file (default: {DEFAULT_SHARD_SIZE})")
+    gen.add_argument("--max-attempts", type=int, default=DEFAULT_MAX_ATTEMPTS, metavar="A",
+                     help="rollouts allowed per demo before giving up "
+                     f"(default: {DEFAULT_MAX_ATTEMPTS})")
+    gen.add_argument("--quiet", action="store_true", help="no progress bar")
+    gen.set_defaults(handler=_cmd_generate)
+
+    verify = sub.add_parser("verify", help="check every shard against the manifest's sha256")
+    verify.add_argument("dataset", type=Path, metavar="DIR")
+    verify.set_defaults(handler=_cmd_verify)
+
+    info = sub.add_parser("info", help="tasks, demos, steps, size and parameters of a dataset")
+    info.add_argument("dataset", type=Path, metavar="DIR")
+    info.set_defaults(handler=_cmd_info)
+
+
+def _progress_bar(quiet: bool) -> tuple[Any, Callable[[Progress], None]]:
+    """A tqdm bar on stderr (off when ``quiet`` or not a TTY) and the callback that feeds it."""
+    from tqdm import tqdm
+
+    disable = quiet or not sys.stderr.isatty()
+    bar = tqdm(total=None, unit="demo", file=sys.stderr, disable=disable, dynamic_ncols=True,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+
+    def update(progress: Progress) -> None:
+        bar.total = progress.total
+        bar.update(progress.done - bar.n)
+        rate = bar.format_dict.get("rate") or 0.0
+        bar.set_postfix_str(f"{60 * rate:.1f} demos/min, {progress.discarded} discarded")
+
+    return bar, update
+
+
+def _cmd_generate(args: argparse.Namespace) -> None:
+    tasks = None
+    if args.tasks is not None:
+        tasks = tuple(part.strip() for part in args.tasks.split(","))
+    config = GenerateConfig(out=args.out, per_task=args.per_task, split=args.split, tasks=tasks,
+                            workers=args.workers, seed=args.seed, noise=args.noise,
+                            shard_size=args.shard_size, max_attempts=args.max_attempts)
+    bar, update = _progress_bar(args.quiet)
+    with bar:
+        summary = generate(config, on_progress=update)
+    _print_summary(config, summary)
+
+
+def _print_summary(config: GenerateConfig, summary: GenerateSummary) -> None:
+    rate = 60 * summary.new_demos / summary.seconds if summary.seconds else 0.0
+    print(f"{summary.out}: {summary.total_demos} demos of {len(config.layouts)} tasks "
+          f"({config.per_task} per task, split {config.split}, seed {config.seed}, "
+          f"noise {config.noise})")
+    print(f"  kept {summary.kept_demos} demos ({summary.shards_kept} shards) from before; "
+          f"made {summary.new_demos} ({summary.shards_written} shards, {summary.new_steps} steps)"
+          f" in {summary.seconds:.1f} s, {rate:.1f} demos/min, workers: {config.workers}")
+    attempts = summary.new_demos + summary.discarded
+    print(f"  discarded {summary.discarded} unsuccessful of {attempts} attempts")
+    print(f"  check it with: imitate demos verify {summary.out}")
+
+
+def _cmd_verify(args: argparse.Namespace) -> None:
+    report = verify_dataset(args.dataset)
+    for problem in report.problems:
+        print(f"{args.dataset}/{problem}")
+    if not report.ok:
+        files = ", ".join(p.file for p in report.problems[:5])
+        more = f" and {len(report.problems) - 5} more" if len(report.problems) > 5 else ""
+        raise DatasetError(f"{args.dataset}: {len(report.problems)} shard(s) failed "
+                           f"verification: {files}{more}")
+    print(f"{args.dataset}: OK, {report.checked} shards, {report.bytes} bytes, sha256 verified")
+
+
+def _size(num: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if num < 1024 or unit == "GiB":
+            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
+        num /= 1024
+    raise AssertionError("unreachable")
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    info = dataset_info(args.dataset)
+    manifest = info.manifest
+    params = manifest.get("params", {})
+    status = "complete" if manifest.get("complete") else (
+        f"INCOMPLETE: {info.shards} of {info.planned_shards} shards")
+    print(f"{info.root}: {manifest.get('kind')} dataset, format v{manifest['format_version']}, "
+          f"{status}")
+    print(f"  {info.demos} demos of {len(info.tasks)} tasks, {info.steps} steps "
+          f"({info.steps / max(info.demos, 1):.0f} per demo), {info.discarded} attempts discarded")
+    print(f"  size on disk {_size(info.disk_bytes)} ({info.shard_bytes / max(info.demos, 1):.0f} "
+          "bytes per demo)")
+    env = manifest.get("env", {})
+    print(f"  env {env.get('id')} {env.get('kwargs')}, suite v{manifest.get('suite_version')}, "
+          f"expert {manifest.get('expert_version')}")
+    shown = {k: v for k, v in params.items() if k != "tasks"}
+    print("  parameters: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    print(f"  command: {manifest.get('command')}")
+    print(f"{'#':>4}  {'demos':>6}  {'steps':>8}  {'discarded':>9}  task")
+    for index, task in enumerate(info.tasks):
+        print(f"{index:>4}  {task.demos:>6}  {task.steps:>8}  {task.attempts - task.demos:>9}  "
+              f"{task.layout}")
