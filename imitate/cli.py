@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     from imitate.data.commands import add_demos_commands
 
     add_demos_commands(commands)
+    from imitate.train_command import add_train_command
+
+    add_train_command(commands)
     return parser
 
 

@@ -27,7 +27,13 @@ from imitate.data.generate import (
     Progress,
     generate,
 )
-from imitate.data.loader import CONDITIONING_MODES, Batch, DemoDataset, PairSampler
+from imitate.data.loader import (
+    CONDITIONING_MODES,
+    Batch,
+    DemoDataset,
+    PairSampler,
+    holdout_split,
+)
 from imitate.data.record import DemoJob, DemoResult, make_env_and_expert, record_demo, rollout
 from imitate.data.seeds import DemoSeeds, Stream, demo_seeds
 from imitate.data.verify import DatasetInfo, VerifyReport, dataset_info, verify_dataset
@@ -57,6 +63,7 @@ __all__ = [
     "dataset_info",
     "demo_seeds",
     "generate",
+    "holdout_split",
     "make_env_and_expert",
     "record_demo",
     "rollout",

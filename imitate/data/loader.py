@@ -186,25 +186,42 @@ class PairSampler:
         pairs_per_task: ``P``, (observation, label) pairs per task, drawn from one demo other
             than the conditioning demo (without replacement when the demo has enough steps).
         rng: the generator every draw comes from (no global RNG).
+        condition_positions: per task, the demo positions conditioning demos may come from
+            (default: all); only successful ones are used.
+        pair_positions: per task, the demo positions (observation, label) pairs may come from
+            (default: all). ``holdout_split`` makes both for a held-out validation set.
 
-    Only tasks with at least two demos, one of them successful, are drawn; conditioning demos
-    are successful ones. Raises ``DatasetError`` when no task qualifies.
+    Only tasks with a successful conditioning demo and another demo to pair it with are drawn.
+    Raises ``DatasetError`` when no task qualifies.
     """
 
     def __init__(self, dataset: DemoDataset, *, tasks_per_batch: int = 16,
-                 pairs_per_task: int = 32, rng: np.random.Generator):
+                 pairs_per_task: int = 32, rng: np.random.Generator,
+                 condition_positions: dict[str, np.ndarray] | None = None,
+                 pair_positions: dict[str, np.ndarray] | None = None):
         if tasks_per_batch < 1 or pairs_per_task < 1:
             raise ValueError("tasks_per_batch and pairs_per_task must be >= 1")
         self.dataset = dataset
         self.tasks_per_batch = tasks_per_batch
         self.pairs_per_task = pairs_per_task
         self.rng = rng
-        self._successful = {task: dataset.successful(task) for task in dataset.tasks}
+        self._conditions: dict[str, np.ndarray] = {}
+        self._pairs: dict[str, np.ndarray] = {}
+        for task in dataset.tasks:
+            everything = np.arange(dataset.num_demos(task), dtype=np.int64)
+            allowed = everything if condition_positions is None else condition_positions[task]
+            self._conditions[task] = np.intersect1d(dataset.successful(task), allowed)
+            self._pairs[task] = (everything if pair_positions is None
+                                 else np.asarray(pair_positions[task], dtype=np.int64))
         self.eligible = np.array([i for i, task in enumerate(dataset.tasks)
-                                  if dataset.num_demos(task) >= 2 and len(self._successful[task])],
-                                 dtype=np.int64)
+                                  if self._pairable(task)], dtype=np.int64)
         if len(self.eligible) == 0:
             raise fmt.DatasetError(f"{dataset.root}: no task has two demos to pair")
+
+    def _pairable(self, task: str) -> bool:
+        """Every conditioning demo of ``task`` has at least one other demo to pair with."""
+        conditions, pairs = self._conditions[task], self._pairs[task]
+        return len(conditions) > 0 and all(np.any(pairs != c) for c in conditions)
 
     def __iter__(self) -> Iterator[Batch]:
         while True:
@@ -217,9 +234,9 @@ class PairSampler:
 
     def _item(self, task_index: int) -> dict[str, np.ndarray | int]:
         task = self.dataset.tasks[task_index]
-        conditioning = int(self.rng.choice(self._successful[task]))
-        other = int(self.rng.integers(self.dataset.num_demos(task) - 1))
-        other += other >= conditioning  # any demo but the conditioning one
+        conditioning = int(self.rng.choice(self._conditions[task]))
+        candidates = self._pairs[task]
+        other = int(self.rng.choice(candidates[candidates != conditioning]))
         demo = self.dataset.demo(task, conditioning)
         pairs = self.dataset.demo(task, other)
         steps = self.rng.choice(pairs.steps, self.pairs_per_task,
@@ -229,6 +246,23 @@ class PairSampler:
                 "demo_gripper": demo.gripper, "stage_ends": demo.stage_ends,
                 "obs_blocks": pairs.blocks[steps], "obs_gripper": pairs.gripper[steps],
                 "obs_step": steps.astype(np.int64), "labels": pairs.labels[steps]}
+
+
+def holdout_split(dataset: DemoDataset, every: int
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Split each task's demos into training and held-out positions.
+
+    Every ``every``-th demo of a task (positions ``every - 1``, ``2 * every - 1``, ...) is held
+    out, so a dataset extended with more demos per task keeps its earlier split. ``every`` < 2
+    holds nothing out. Returns ``(train, held_out)``: per task, int64 demo positions.
+    """
+    train: dict[str, np.ndarray] = {}
+    held_out: dict[str, np.ndarray] = {}
+    for task in dataset.tasks:
+        positions = np.arange(dataset.num_demos(task), dtype=np.int64)
+        chosen = (positions % every == every - 1) if every >= 2 else np.zeros(len(positions), bool)
+        train[task], held_out[task] = positions[~chosen], positions[chosen]
+    return train, held_out
 
 
 def _pad(arrays: list[np.ndarray], length: int, fill: float = 0) -> np.ndarray:

@@ -1,0 +1,447 @@
+"""Behaviour-cloning training of the one-shot policy (paper section 3.3, appendix B.5).
+
+Each optimisation step draws ``tasks_per_batch`` tasks with replacement; for each, one
+conditioning demo and ``pairs_per_task`` (observation, clean expert label) pairs from ANOTHER demo
+of the same task (``imitate.data.PairSampler``). The loss is the summed per-axis cross-entropy over
+the discrete action set (``imitate.actions``), optimised with Adamax (paper: lr 1e-3).
+
+A run folder holds:
+
+| file | what |
+|---|---|
+| ``policy.pt`` | the latest checkpoint (``imitate.checkpoint``), with optimiser and RNG state |
+| ``config.json`` | the ``TrainConfig`` of the run (a resumed run must match it) |
+| ``metrics.jsonl`` | one JSON object per logged step: loss, accuracies, samples/s |
+
+Checkpoints are written atomically every ``checkpoint_every`` steps and at the end; ``resume``
+continues from the last one bit for bit (same batches, same weights as an uninterrupted run).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from imitate import actions
+from imitate.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from imitate.data import Batch, DemoDataset, PairSampler, holdout_split
+from imitate.data.format import atomic_write_bytes
+from imitate.model import CONDITIONING_MODES, Demo, OneShotPolicy, PolicyConfig, data_dependent_init
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "policy.pt"
+CONFIG_NAME = "config.json"
+METRICS_NAME = "metrics.jsonl"
+ALGORITHMS = ("bc",)
+DEVICES = ("auto", "cpu", "cuda")
+#: Fields that may differ between a run and its resumption (they do not change what is learnt).
+RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet")
+
+
+@dataclass
+class TrainConfig:
+    """Parameters of ``imitate train``; validated on construction (``ValueError``).
+
+    Attributes:
+        demos: dataset folder made by ``imitate demos generate``.
+        out: run folder (``policy.pt``, ``config.json``, ``metrics.jsonl``).
+        algo: ``bc`` (behaviour cloning).
+        conditioning: what the policy sees of the demo: ``full`` (temporal dropout), ``snapshot``
+            (the last frame of each stage) or ``final`` (the last frame).
+        steps: total optimisation steps of the run (a resumed run continues up to it).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        resume: continue the run in ``out`` from its last checkpoint.
+        seed: root seed of the weights, the batches and temporal dropout.
+        lr: Adamax learning rate (paper: 1e-3).
+        tasks_per_batch: tasks (each with one conditioning demo) per step.
+        pairs_per_task: (observation, label) pairs per task per step.
+        hidden: width D of the network (paper: 64).
+        holdout_every: every N-th demo of each task is held out for validation (0: none).
+        checkpoint_every: steps between checkpoints.
+        log_every: steps between metrics rows (and validation batches).
+        threads: torch CPU threads (default: all cores).
+        quiet: no progress bar.
+    """
+
+    demos: Path
+    out: Path
+    algo: str = "bc"
+    conditioning: str = "full"
+    steps: int = 2000
+    device: str = "auto"
+    resume: bool = False
+    seed: int = 0
+    lr: float = 1e-3
+    tasks_per_batch: int = 16
+    pairs_per_task: int = 32
+    hidden: int = 64
+    holdout_every: int = 20
+    checkpoint_every: int = 250
+    log_every: int = 25
+    threads: int | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self.demos, self.out = Path(self.demos), Path(self.out)
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"unknown --algo {self.algo!r}; choose {', '.join(ALGORITHMS)}")
+        if self.conditioning not in CONDITIONING_MODES:
+            raise ValueError(f"unknown --conditioning {self.conditioning!r}; choose "
+                             f"{', '.join(CONDITIONING_MODES)}")
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown --device {self.device!r}; choose {', '.join(DEVICES)}")
+        for name in ("steps", "tasks_per_batch", "pairs_per_task", "hidden", "checkpoint_every",
+                     "log_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "
+                                 f"got {value!r}")
+        if self.holdout_every < 0 or self.holdout_every == 1:
+            raise ValueError("--holdout-every must be 0 (no validation) or at least 2, "
+                             f"got {self.holdout_every}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number, got {self.lr}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {self.threads}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["demos"], data["out"] = str(self.demos), str(self.out)
+        return data
+
+    def identity(self) -> dict[str, Any]:
+        """What must match for ``--resume`` to continue the same run."""
+        return {k: v for k, v in self.to_json().items() if k not in RESUMABLE_CHANGES}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() "
+                         "is False); use --device cpu or auto")
+    return torch.device(name)
+
+
+# --- batches to tensors ----------------------------------------------------------------------
+@dataclass
+class TensorBatch:
+    """A ``Batch`` on the device, trimmed to the largest task's block count ``K``.
+
+    demo: B conditioning demos (``Demo``, frames chosen by the conditioning mode); blocks
+    (B * P, K, 3), gripper (B * P, 2), block_mask (B * P, K) observations; labels (B * P, 4) bin
+    indices (``actions.to_bins``). Trimming padded block slots is exact: padding has no effect.
+    """
+
+    demo: Demo
+    blocks: torch.Tensor
+    gripper: torch.Tensor
+    block_mask: torch.Tensor
+    labels: torch.Tensor
+    pairs_per_demo: int
+
+
+def to_tensors(batch: Batch, conditioning: str, device: torch.device) -> TensorBatch:
+    """Convert a numpy ``Batch`` for the policy (see ``TensorBatch`` for shapes)."""
+    k = max(int(batch.block_mask.sum(1).max()), 1)  # block slots are the first n letters
+    b, p = batch.obs_blocks.shape[:2]
+    demo_blocks, demo_gripper, frame_mask = batch.conditioning(conditioning)
+
+    def put(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+    block_mask = batch.block_mask[:, :k]  # (B, K)
+    demo = Demo(put(demo_blocks[:, :, :k]), put(demo_gripper), put(block_mask), put(frame_mask))
+    return TensorBatch(
+        demo=demo,
+        blocks=put(batch.obs_blocks[:, :, :k].reshape(b * p, k, 3)),  # (B*P, K, 3)
+        gripper=put(batch.obs_gripper.reshape(b * p, 2)),  # (B*P, 2)
+        block_mask=put(np.repeat(block_mask, p, axis=0)),  # (B*P, K)
+        labels=put(actions.to_bins(batch.labels.reshape(b * p, 4))),  # (B*P, 4)
+        pairs_per_demo=p,
+    )
+
+
+def accuracies(policy: OneShotPolicy, logits: torch.Tensor, labels: torch.Tensor
+               ) -> dict[str, float]:
+    """Share of rows whose argmax matches the label: per axis, gripper, and all four at once."""
+    axis, grip = policy.split_logits(logits)
+    axis_hit = axis.argmax(-1) == labels[:, :3]  # (N, 3)
+    grip_hit = grip.argmax(-1) == labels[:, 3]  # (N,)
+    return {"acc_x": float(axis_hit[:, 0].float().mean()),
+            "acc_y": float(axis_hit[:, 1].float().mean()),
+            "acc_z": float(axis_hit[:, 2].float().mean()),
+            "acc_gripper": float(grip_hit.float().mean()),
+            "acc_all": float((axis_hit.all(1) & grip_hit).float().mean())}
+
+
+# --- the run -----------------------------------------------------------------------------------
+@dataclass
+class TrainSummary:
+    """What a finished (or resumed) run did."""
+
+    out: Path
+    checkpoint: Path
+    start_step: int
+    step: int
+    seconds: float
+    samples: int
+    last: dict[str, float]
+
+    @property
+    def samples_per_second(self) -> float:
+        return self.samples / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Progress:
+    """Reported after every step to ``on_progress``."""
+
+    step: int
+    total: int
+    loss: float
+    samples_per_second: float
+
+
+class MetricsLog:
+    """Append-only JSONL metrics (and TensorBoard scalars when ``tensorboard`` is installed)."""
+
+    def __init__(self, folder: Path, resume_step: int):
+        self.path = folder / METRICS_NAME
+        self._truncate_after(resume_step)
+        self._file = self.path.open("a", encoding="utf-8")
+        self._board = _tensorboard(folder)
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop rows logged after the checkpoint a resumed run restarts from."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and _row_step(line) is not None and _row_step(line) <= step]
+        atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
+
+    def write(self, row: dict[str, float]) -> None:
+        self._file.write(json.dumps(row) + "\n")
+        self._file.flush()
+        if self._board is not None:
+            for key, value in row.items():
+                if key != "step":
+                    self._board.add_scalar(key, value, int(row["step"]))
+
+    def close(self) -> None:
+        self._file.close()
+        if self._board is not None:
+            self._board.close()
+
+
+def _row_step(line: str) -> int | None:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _tensorboard(folder: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(folder / "tensorboard"))
+
+
+def _rng_state(sampler_rng: np.random.Generator, val_rng: np.random.Generator,
+               generator: torch.Generator) -> dict[str, Any]:
+    return {"sampler": sampler_rng.bit_generator.state, "validation": val_rng.bit_generator.state,
+            "dropout": generator.get_state()}
+
+
+def _env_metadata(dataset: DemoDataset) -> tuple[dict[str, Any], int]:
+    manifest = dataset.manifest
+    return manifest.get("env", {}), int(manifest.get("suite_version", 0))
+
+
+def _check_run_folder(config: TrainConfig) -> dict[str, Any] | None:
+    """The saved config of a run to resume, or None for a new run; refuses clashes."""
+    checkpoint = config.out / CHECKPOINT_NAME
+    saved_path = config.out / CONFIG_NAME
+    if not config.resume:
+        if checkpoint.exists():
+            raise ValueError(f"{config.out} already holds a run; pass --resume to continue it or "
+                             "choose another --out")
+        return None
+    if not checkpoint.exists():
+        if saved_path.exists():
+            logger.info("no checkpoint in %s yet: starting the run from step 0", config.out)
+        return None
+    saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.exists() else {}
+    mine = config.identity()
+    clashes = [k for k in mine if k in saved and saved[k] != mine[k]
+               and k not in RESUMABLE_CHANGES]
+    if clashes:
+        name = clashes[0]
+        raise ValueError(f"{config.out} was trained with {name} = {saved[name]!r}, not "
+                         f"{mine[name]!r}; resume with the run's parameters or choose another "
+                         "--out")
+    return saved
+
+
+def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = None
+          ) -> TrainSummary:
+    """Run (or resume) behaviour cloning as configured; returns what was done.
+
+    Raises ``ValueError`` (including ``DatasetError`` and ``CheckpointError``) on bad input.
+    """
+    device = resolve_device(config.device)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    resuming = _check_run_folder(config) is not None
+    dataset = DemoDataset(config.demos)
+    train_positions, val_positions = holdout_split(dataset, config.holdout_every)
+    sampler_rng = np.random.default_rng([config.seed, 0])
+    val_rng = np.random.default_rng([config.seed, 1])
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = PairSampler(dataset, tasks_per_batch=config.tasks_per_batch,
+                          pairs_per_task=config.pairs_per_task, rng=sampler_rng,
+                          condition_positions=train_positions, pair_positions=train_positions)
+    validation = _validation_sampler(dataset, config, val_rng, train_positions, val_positions)
+
+    torch.manual_seed(config.seed)
+    policy = OneShotPolicy(PolicyConfig(hidden=config.hidden, conditioning=config.conditioning))
+    policy.to(device)
+    optimizer = torch.optim.Adamax(policy.parameters(), lr=config.lr)
+    step = 0
+    if resuming:
+        step = _restore(config, policy, optimizer, sampler_rng, val_rng, generator, device)
+    else:
+        config.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(config.out / CONFIG_NAME,
+                           json.dumps(config.to_json(), indent=2).encode())
+    env, suite_version = _env_metadata(dataset)
+    training_record = {"config": config.to_json(), "dataset": str(config.demos),
+                       "dataset_command": dataset.manifest.get("command"),
+                       "dataset_tasks": list(dataset.tasks)}
+
+    def checkpoint(at_step: int) -> Path:
+        return save_checkpoint(config.out / CHECKPOINT_NAME, policy, env=env,
+                               suite_version=suite_version, training=training_record,
+                               step=at_step, optimizer_state=optimizer.state_dict(),
+                               rng_state=_rng_state(sampler_rng, val_rng, generator))
+
+    metrics = MetricsLog(config.out, step)
+    start_step, samples, last = step, 0, {}
+    started = time.perf_counter()
+    try:
+        policy.train()
+        while step < config.steps:
+            batch = to_tensors(sampler.sample(), config.conditioning, device)
+            if step == 0 and not resuming:
+                _initialise(policy, batch, generator)
+            loss, logits = _step(policy, optimizer, batch, generator)
+            step += 1
+            samples += len(batch.labels)
+            rate = samples / max(time.perf_counter() - started, 1e-9)
+            if on_progress is not None:
+                on_progress(Progress(step, config.steps, loss, rate))
+            if step % config.log_every == 0 or step == config.steps:
+                last = {"step": step, "loss": loss, "samples_per_s": rate,
+                        **{f"train_{k}": v for k, v in
+                           accuracies(policy, logits, batch.labels).items()}}
+                if validation is not None:
+                    last.update(_validate(policy, validation, config.conditioning, device,
+                                          generator))
+                metrics.write(last)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint(step)
+    finally:
+        metrics.close()
+        dataset.close()
+    if step == start_step and not (config.out / CHECKPOINT_NAME).exists():
+        checkpoint(step)
+    return TrainSummary(out=config.out, checkpoint=config.out / CHECKPOINT_NAME,
+                        start_step=start_step, step=step,
+                        seconds=time.perf_counter() - started, samples=samples, last=last)
+
+
+def _validation_sampler(dataset: DemoDataset, config: TrainConfig, rng: np.random.Generator,
+                        train_positions: dict[str, np.ndarray],
+                        val_positions: dict[str, np.ndarray]) -> PairSampler | None:
+    """Pairs from held-out demos, conditioned on training demos; None when nothing is held out."""
+    if not any(len(v) for v in val_positions.values()):
+        logger.info("no demo held out for validation (holdout_every=%d, too few demos per task)",
+                    config.holdout_every)
+        return None
+    return PairSampler(dataset, tasks_per_batch=config.tasks_per_batch,
+                       pairs_per_task=config.pairs_per_task, rng=rng,
+                       condition_positions=train_positions, pair_positions=val_positions)
+
+
+def _initialise(policy: OneShotPolicy, batch: TensorBatch, generator: torch.Generator) -> None:
+    """Data-dependent weight-norm initialisation on the first batch (paper, appendix B.1)."""
+    with torch.no_grad(), data_dependent_init():
+        policy(policy.subsample(batch.demo, generator), batch.blocks, batch.gripper,
+               batch.block_mask, batch.pairs_per_demo)
+
+
+def _step(policy: OneShotPolicy, optimizer: torch.optim.Optimizer, batch: TensorBatch,
+          generator: torch.Generator) -> tuple[float, torch.Tensor]:
+    """One optimisation step; returns the loss and the logits (detached)."""
+    demo = policy.subsample(batch.demo, generator)
+    logits = policy(demo, batch.blocks, batch.gripper, batch.block_mask, batch.pairs_per_demo)
+    loss = policy.loss(logits, batch.labels)
+    if not torch.isfinite(loss):
+        raise ValueError(f"training loss became {float(loss)}; lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), logits.detach()
+
+
+@torch.no_grad()
+def _validate(policy: OneShotPolicy, sampler: PairSampler, conditioning: str,
+              device: torch.device, generator: torch.Generator) -> dict[str, float]:
+    """Loss and accuracies on one batch of held-out pairs (eval mode, then back to train)."""
+    batch = to_tensors(sampler.sample(), conditioning, device)
+    policy.eval()
+    try:
+        logits = policy(policy.subsample(batch.demo, generator), batch.blocks, batch.gripper,
+                        batch.block_mask, batch.pairs_per_demo)
+        result = {"val_loss": float(policy.loss(logits, batch.labels))}
+        result.update({f"val_{k}": v for k, v in
+                       accuracies(policy, logits, batch.labels).items()})
+    finally:
+        policy.train()
+    return result
+
+
+def _restore(config: TrainConfig, policy: OneShotPolicy, optimizer: torch.optim.Optimizer,
+             sampler_rng: np.random.Generator, val_rng: np.random.Generator,
+             generator: torch.Generator, device: torch.device) -> int:
+    """Load the run's last checkpoint into the given objects; returns its step."""
+    path = config.out / CHECKPOINT_NAME
+    saved = load_checkpoint(path, device=device)
+    if saved.optimizer_state is None or saved.rng_state is None:
+        raise CheckpointError(f"{path} holds no optimiser or RNG state; it cannot be resumed")
+    if saved.policy.config.to_dict() != policy.config.to_dict():
+        raise CheckpointError(f"{path} holds a different network than --hidden/--conditioning "
+                              "ask for")
+    policy.load_state_dict(saved.policy.state_dict())
+    optimizer.load_state_dict(saved.optimizer_state)
+    sampler_rng.bit_generator.state = saved.rng_state["sampler"]
+    val_rng.bit_generator.state = saved.rng_state["validation"]
+    generator.set_state(saved.rng_state["dropout"].cpu())
+    logger.info("resumed %s at step %d", path, saved.step)
+    return saved.step
+

@@ -1,0 +1,101 @@
+"""The ``imitate train`` command. It prints; ``imitate.train`` logs.
+
+Options are generated from ``TrainConfig`` defaults so help and behaviour cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from imitate.train import ALGORITHMS, DEVICES, Progress, TrainConfig, TrainSummary, train
+
+_DEFAULTS = TrainConfig(demos=Path("."), out=Path("."))
+
+
+def add_train_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``train`` to the ``imitate`` sub-command set."""
+    from imitate.model import CONDITIONING_MODES
+
+    parser = commands.add_parser(
+        "train", help="train a one-shot policy on a demo dataset",
+        description="Behaviour cloning (paper section 3.3): tasks drawn with replacement, one "
+        "conditioning demo and (observation, label) pairs from another demo of the same task, "
+        "Adamax. Writes policy.pt, config.json and metrics.jsonl to --out; --resume continues "
+        "an interrupted run.")
+    parser.add_argument("--demos", required=True, type=Path, metavar="DIR",
+                        help="dataset folder made by 'imitate demos generate'")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="run folder, e.g. runs/NAME")
+    parser.add_argument("--algo", choices=ALGORITHMS, default=_DEFAULTS.algo,
+                        help=f"training algorithm (default: {_DEFAULTS.algo})")
+    parser.add_argument("--conditioning", choices=CONDITIONING_MODES,
+                        default=_DEFAULTS.conditioning,
+                        help="what the policy sees of the demo: every frame (temporal dropout), "
+                        "the last frame of each stage, or the last frame "
+                        f"(default: {_DEFAULTS.conditioning})")
+    parser.add_argument("--device", choices=DEVICES, default=_DEFAULTS.device,
+                        help=f"where to train (default: {_DEFAULTS.device}: CUDA when available)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its last checkpoint")
+    for name, kind, meta, text in (
+        ("steps", int, "N", "total optimisation steps"),
+        ("seed", int, "S", "root seed of weights, batches and temporal dropout"),
+        ("lr", float, "LR", "Adamax learning rate"),
+        ("tasks_per_batch", int, "B", "tasks (one conditioning demo each) per step"),
+        ("pairs_per_task", int, "P", "(observation, label) pairs per task per step"),
+        ("hidden", int, "D", "network width"),
+        ("holdout_every", int, "N", "hold out every N-th demo of each task for validation "
+         "(0: none)"),
+        ("checkpoint_every", int, "N", "steps between checkpoints"),
+        ("log_every", int, "N", "steps between metrics rows and validation batches"),
+    ):
+        default = getattr(_DEFAULTS, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default,
+                            metavar=meta, help=f"{text} (default: {default})")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch CPU threads (default: all cores)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    config = TrainConfig(
+        demos=args.demos, out=args.out, algo=args.algo, conditioning=args.conditioning,
+        steps=args.steps, device=args.device, resume=args.resume, seed=args.seed, lr=args.lr,
+        tasks_per_batch=args.tasks_per_batch, pairs_per_task=args.pairs_per_task,
+        hidden=args.hidden, holdout_every=args.holdout_every,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, threads=args.threads,
+        quiet=args.quiet)
+    bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
+               disable=args.quiet or not sys.stderr.isatty())
+
+    def update(progress: Progress) -> None:
+        bar.update(progress.step - bar.n)
+        bar.set_postfix_str(f"loss {progress.loss:.3f}, {progress.samples_per_second:.0f} "
+                            "samples/s")
+
+    with bar:
+        summary = train(config, on_progress=update)
+    _print_summary(config, summary)
+
+
+def _print_summary(config: TrainConfig, summary: TrainSummary) -> None:
+    done = summary.step - summary.start_step
+    resumed = f" (resumed at step {summary.start_step})" if summary.start_step else ""
+    print(f"{summary.out}: {config.algo} on {config.demos}, conditioning {config.conditioning}, "
+          f"step {summary.step}/{config.steps}{resumed}")
+    print(f"  {done} steps, {summary.samples} samples in {summary.seconds:.1f} s "
+          f"({summary.samples_per_second:.0f} samples/s)")
+    last = summary.last
+    if last:
+        line = f"  last loss {last['loss']:.3f}, train accuracy (all 4 heads) " \
+               f"{last['train_acc_all']:.3f}"
+        if "val_loss" in last:
+            line += f"; held-out loss {last['val_loss']:.3f}, accuracy {last['val_acc_all']:.3f}"
+        print(line)
+    print(f"  checkpoint: {summary.checkpoint}")
+    print(f"  metrics: {summary.out / 'metrics.jsonl'}")
