@@ -8,6 +8,7 @@
 
 from gymnasium.envs.registration import register, registry
 
+from envs.expert import EXPERT_VERSION, NoisyExpert, ScriptedExpert
 from envs.stack_env import BlockStackEnv
 from envs.suite import Suite, load_suite
 from envs.tasks import Stage, Task, parse_task
@@ -17,4 +18,15 @@ ENV_ID = "BlockStack-v0"
 if ENV_ID not in registry:
     register(id=ENV_ID, entry_point="envs.stack_env:BlockStackEnv")
 
-__all__ = ["ENV_ID", "BlockStackEnv", "Stage", "Suite", "Task", "load_suite", "parse_task"]
+__all__ = [
+    "ENV_ID",
+    "EXPERT_VERSION",
+    "BlockStackEnv",
+    "NoisyExpert",
+    "ScriptedExpert",
+    "Stage",
+    "Suite",
+    "Task",
+    "load_suite",
+    "parse_task",
+]

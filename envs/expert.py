@@ -47,6 +47,10 @@ from envs.tasks import TABLE, Task
 
 logger = logging.getLogger(__name__)
 
+#: Version of the expert's behaviour, recorded in every dataset (``expert_version``): bump it when
+#: a change alters the actions it returns, so that resuming an old dataset is refused.
+EXPERT_VERSION = 1
+
 # --- Geometry of the hand (m, relative to the grasp point; measured link AABBs) ------------------
 #: Lowest point of the open fingers below the grasp point.
 FINGERTIP_DROP = 0.012

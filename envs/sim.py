@@ -18,6 +18,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from envs import constants as C
+
 
 @contextlib.contextmanager
 def silenced_c_output() -> Iterator[None]:
@@ -78,7 +80,7 @@ class Sim:
         """Remove every body and constraint and restore gravity and solver settings."""
         cid = self.client
         pb.resetSimulation(physicsClientId=cid)
-        pb.setGravity(0.0, 0.0, -9.81, physicsClientId=cid)
+        pb.setGravity(0.0, 0.0, C.GRAVITY, physicsClientId=cid)
         pb.setTimeStep(1.0 / self.physics_hz, physicsClientId=cid)
         pb.setPhysicsEngineParameter(
             numSolverIterations=self.solver_iterations, deterministicOverlappingPairs=1,

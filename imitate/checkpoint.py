@@ -21,8 +21,8 @@ arbitrary code. Contents (format version 1):
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from imitate import actions
+from imitate.data.format import atomic_write_bytes
 from imitate.model import OneShotPolicy, PolicyConfig
 
 FORMAT = "imitate-policy"
@@ -70,7 +71,8 @@ def save_checkpoint(
     optimizer_state: dict[str, Any] | None = None,
     rng_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file in the same folder, fsync, rename)."""
+    """Write a checkpoint atomically (temporary file in the same folder, fsync, rename); a
+    writer killed mid-way leaves at most a ``.NAME.tmp-PID`` file (``remove_temporaries``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -86,17 +88,9 @@ def save_checkpoint(
         "optimizer_state": optimizer_state,
         "rng_state": rng_state,
     }
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp",
-                                             dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 

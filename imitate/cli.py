@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         args.handler(args)
-    except (CommandError, ValueError, FileNotFoundError) as error:
+    except (CommandError, ValueError, OSError) as error:
         print(f"imitate: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -33,8 +33,15 @@ import torch
 
 from imitate import actions
 from imitate.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from imitate.data import Batch, DemoDataset, PairSampler, holdout_split
-from imitate.data.format import atomic_write_bytes
+from imitate.data import (
+    Batch,
+    DatasetError,
+    DemoDataset,
+    PairSampler,
+    holdout_split,
+    verify_dataset,
+)
+from imitate.data.format import atomic_write_bytes, remove_temporaries
 from imitate.model import CONDITIONING_MODES, Demo, OneShotPolicy, PolicyConfig, data_dependent_init
 
 logger = logging.getLogger(__name__)
@@ -308,7 +315,7 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     resuming = _check_run_folder(config) is not None
-    dataset = DemoDataset(config.demos)
+    dataset = _open_dataset(config.demos)
     train_positions, val_positions = holdout_split(dataset, config.holdout_every)
     sampler_rng = np.random.default_rng([config.seed, 0])
     val_rng = np.random.default_rng([config.seed, 1])
@@ -327,6 +334,9 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
         step = _restore(config, policy, optimizer, sampler_rng, val_rng, generator, device)
     else:
         config.out.mkdir(parents=True, exist_ok=True)
+    if remove_temporaries(config.out):
+        logger.info("removed temporary files left in %s by an interrupted run", config.out)
+    if not resuming:
         atomic_write_bytes(config.out / CONFIG_NAME,
                            json.dumps(config.to_json(), indent=2).encode())
     env, suite_version = _env_metadata(dataset)
@@ -373,6 +383,21 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     return TrainSummary(out=config.out, checkpoint=config.out / CHECKPOINT_NAME,
                         start_step=start_step, step=step,
                         seconds=time.perf_counter() - started, samples=samples, last=last)
+
+
+def _open_dataset(root: Path) -> DemoDataset:
+    """The dataset, refused up front when any shard is truncated, altered or missing."""
+    report = verify_dataset(root)
+    if not report.ok:
+        files = ", ".join(problem.file for problem in report.problems[:3])
+        raise DatasetError(f"{root}: {len(report.problems)} shard(s) failed verification "
+                           f"({files}); refusing a corrupt dataset (see 'imitate demos verify "
+                           f"{root}')")
+    dataset = DemoDataset(root, verify=False)  # every shard was just checked
+    if not dataset.manifest.get("complete", True):
+        logger.warning("%s is incomplete (an interrupted generate run): training on the demos "
+                       "it has", root)
+    return dataset
 
 
 def _validation_sampler(dataset: DemoDataset, config: TrainConfig, rng: np.random.Generator,

@@ -156,7 +156,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(policy: OneShotPolicy, tm
     obs = make_observation(4, seed=12)
     with torch.no_grad():
         torch.testing.assert_close(loaded.policy(demo, *obs), policy(demo, *obs), rtol=0, atol=0)
-    assert not list(tmp_path.joinpath("run").glob("*.tmp"))
+    assert not list(tmp_path.joinpath("run").glob(".*.tmp*"))
 
 
 def test_corrupt_foreign_or_missing_checkpoints_fail_clearly(policy: OneShotPolicy,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,7 +142,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(demos: Path, tmp_path: 
         assert torch.equal(tensor, b.policy.state_dict()[name]), name
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").open()]
     assert steps == list(range(1, target + 1))  # no duplicated or missing rows
-    assert not list(run.glob(".*.tmp"))
+    assert not list(run.glob(".*.tmp*"))
 
 
 def test_train_cli_prints_a_summary(demos: Path, tmp_path: Path) -> None:
@@ -172,3 +173,16 @@ def test_bad_training_input_gives_one_line_errors(demos: Path, tmp_path: Path) -
     (existing / "policy.pt").write_bytes(b"not a checkpoint")
     one_line_error(run_cli(*base, "--out", str(existing), "--resume"),
                    "not a readable checkpoint")
+
+
+def test_training_refuses_a_corrupt_dataset(demos: Path, tmp_path: Path) -> None:
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(demos, corrupt)
+    shard = sorted((corrupt / "shards").glob("*.npz"))[-1]
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    done = run_cli("train", "--demos", str(corrupt), "--out", str(tmp_path / "run"), "--steps",
+                   "1", "--quiet")
+    one_line_error(done, shard.name, "corrupt")
+    assert not (tmp_path / "run" / "policy.pt").exists()

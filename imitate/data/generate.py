@@ -47,11 +47,11 @@ def default_noise() -> float:
     return float(DEFAULT_NOISE_STD)
 
 
-def expert_version() -> int | str:
-    """``envs.expert.EXPERT_VERSION`` when the expert declares one, else ``"unversioned"``."""
-    from envs import expert
+def expert_version() -> int:
+    """``envs.expert.EXPERT_VERSION``: the behaviour version recorded with every dataset."""
+    from envs.expert import EXPERT_VERSION
 
-    return getattr(expert, "EXPERT_VERSION", "unversioned")
+    return EXPERT_VERSION
 
 
 @dataclass(frozen=True)
@@ -269,14 +269,17 @@ def _software() -> dict[str, str]:
 
 
 def _kept_entries(config: GenerateConfig, manifest: dict[str, Any]) -> dict[str, fmt.ShardEntry]:
-    """Manifest entries whose file exists with the recorded size (others are made again)."""
+    """Manifest entries whose file exists with the recorded size and sha256 (others are made
+    again)."""
     kept = {}
     for entry in fmt.shard_entries(manifest):
         path = config.out / entry.file
-        if path.is_file() and path.stat().st_size == entry.bytes:
+        if (path.is_file() and path.stat().st_size == entry.bytes
+                and fmt.sha256_file(path) == entry.sha256):
             kept[entry.file] = entry
         else:
-            logger.warning("shard %s is missing or truncated; making it again", entry.file)
+            logger.warning("shard %s is missing, truncated or altered; making it again",
+                           entry.file)
     return kept
 
 
