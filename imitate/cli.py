@@ -10,6 +10,7 @@ import logging
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from imitate import __version__
@@ -34,6 +35,27 @@ def _cmd_tasks(args: argparse.Namespace) -> None:
         counts = Counter(task.num_stages for task in suite.split(split))
         summary = ", ".join(f"{k}: {counts[k]}" for k in sorted(counts))
         print(f"{split} tasks by stage count: {summary}")
+
+
+def _cmd_quickstart(args: argparse.Namespace) -> None:
+    import os
+
+    from imitate.quickstart import TINY_ENV, QuickstartConfig, run_quickstart
+
+    tiny = args.tiny or os.environ.get(TINY_ENV, "") not in ("", "0")
+    config = QuickstartConfig(out=args.out, tiny=tiny, workers=args.workers, seed=args.seed)
+    result = run_quickstart(config, on_stage=lambda text: print(f"== {text}", flush=True))
+    summary = result.train_summary
+    print(f"\nquickstart{' (tiny)' if tiny else ''} done:")
+    print(f"  demos       {result.demos}   (imitate demos info {result.demos})")
+    print(f"  policy      {summary.checkpoint}   ({summary.step} BC steps, "
+          f"{summary.samples_per_second:.0f} samples/s)")
+    print(f"  metrics     {result.run / 'metrics.jsonl'}")
+    print(f"  {'':<24}{'held-out accuracy':>18}")
+    print(f"  {'trained policy':<24}{result.held_out_accuracy:>18.3f}")
+    print(f"  {'best constant action':<24}{result.constant_accuracy:>18.3f}")
+    print(f"  (share of the 4 action heads matching the expert, {result.held_out_frames} "
+          "held-out frames)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -62,6 +84,18 @@ def build_parser() -> argparse.ArgumentParser:
     from imitate.train_command import add_train_command
 
     add_train_command(commands)
+
+    quick = commands.add_parser("quickstart", help="the whole pipeline on a small default",
+                                description="Record demos of a few 2- and 3-cube tasks, train "
+                                "a BC policy on them and score it on held-out demos.")
+    quick.add_argument("--out", type=Path, default=Path("runs/quickstart"), metavar="DIR",
+                       help="folder for every artefact (default: runs/quickstart)")
+    quick.add_argument("--tiny", action="store_true",
+                       help="CI size, about a minute (also IMITATE_QUICKSTART_TINY=1)")
+    quick.add_argument("--workers", type=int, default=2, metavar="W",
+                       help="demo recording processes (default: 2)")
+    quick.add_argument("--seed", type=int, default=0, metavar="S", help="root seed (default: 0)")
+    quick.set_defaults(handler=_cmd_quickstart)
     return parser
 
 

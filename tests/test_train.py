@@ -16,10 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from imitate import actions
-from imitate.agent import OneShotAgent
 from imitate.checkpoint import load_checkpoint
-from imitate.data import DemoDataset, holdout_split
+from imitate.quickstart import held_out_accuracy
 from imitate.train import TrainConfig, train
 
 HOLDOUT_EVERY = 3
@@ -56,31 +54,6 @@ def small_config(demos: Path, out: Path, **overrides: object) -> TrainConfig:
     return TrainConfig(demos=demos, out=out, **settings)
 
 
-def held_out_accuracy(checkpoint: Path, demos: Path) -> tuple[float, float]:
-    """Mean per-head accuracy on every frame of the held-out demos, for the policy and for the
-    best constant predictor (each head's most frequent training label)."""
-    policy = load_checkpoint(checkpoint).policy
-    with DemoDataset(demos) as data:
-        train_positions, val_positions = holdout_split(data, HOLDOUT_EVERY)
-        train_labels = np.concatenate([actions.to_bins(data.demo(t, int(i)).labels)
-                                       for t in data.tasks for i in train_positions[t]])
-        constant = [np.bincount(train_labels[:, h]).argmax() for h in range(4)]
-        hits, constant_hits = [], []
-        for task in data.tasks:
-            conditioning = data.demo(task, int(train_positions[task][0]))
-            agent = OneShotAgent(policy, conditioning.blocks, conditioning.gripper,
-                                 conditioning.block_mask[0], conditioning.stage_ends, ensemble=4)
-            for position in val_positions[task]:
-                demo = data.demo(task, int(position))
-                labels = actions.to_bins(demo.labels)
-                for t in range(demo.steps):
-                    observation = {"blocks": demo.blocks[t], "gripper": demo.gripper[t]}
-                    predicted = actions.to_bins(agent.act(observation))
-                    hits.append(predicted == labels[t])
-                    constant_hits.append(np.asarray(constant) == labels[t])
-    return float(np.mean(hits)), float(np.mean(constant_hits))
-
-
 def test_training_lowers_the_loss_and_beats_a_constant_policy(demos: Path, tmp_path: Path
                                                              ) -> None:
     config = small_config(demos, tmp_path / "run", steps=90, tasks_per_batch=4,
@@ -92,7 +65,9 @@ def test_training_lowers_the_loss_and_beats_a_constant_policy(demos: Path, tmp_p
     first, last = rows[0]["loss"], np.mean([row["loss"] for row in rows[-4:]])
     assert last < 0.75 * first, (first, last)
     assert {"val_loss", "val_acc_all", "train_acc_gripper"} <= set(rows[-1])
-    policy_accuracy, constant_accuracy = held_out_accuracy(summary.checkpoint, demos)
+    policy_accuracy, constant_accuracy, frames = held_out_accuracy(summary.checkpoint, demos,
+                                                                   HOLDOUT_EVERY, ensemble=4)
+    assert frames > 50
     assert policy_accuracy > constant_accuracy + 0.05, (policy_accuracy, constant_accuracy)
     saved = load_checkpoint(summary.checkpoint)
     assert saved.step == 90 and saved.training["config"]["steps"] == 90
@@ -186,3 +161,13 @@ def test_training_refuses_a_corrupt_dataset(demos: Path, tmp_path: Path) -> None
                    "1", "--quiet")
     one_line_error(done, shard.name, "corrupt")
     assert not (tmp_path / "run" / "policy.pt").exists()
+
+
+def test_tiny_quickstart_runs_end_to_end(tmp_path: Path) -> None:
+    done = run_cli("quickstart", "--tiny", "--out", str(tmp_path / "qs"), "--workers", "2")
+    assert done.returncode == 0, done.stderr
+    assert "quickstart (tiny) done" in done.stdout
+    assert (tmp_path / "qs" / "run" / "policy.pt").is_file()
+    assert run_cli("demos", "verify", str(tmp_path / "qs" / "demos")).returncode == 0
+    rerun = run_cli("quickstart", "--tiny", "--out", str(tmp_path / "qs"))
+    assert rerun.returncode == 0, rerun.stderr  # resumes: the data and the run are kept
