@@ -33,6 +33,7 @@ import torch
 
 from imitate import actions
 from imitate.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from imitate.dagger import DaggerConfig, collect_round, completed_rounds
 from imitate.data import (
     Batch,
     DatasetError,
@@ -49,7 +50,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_NAME = "policy.pt"
 CONFIG_NAME = "config.json"
 METRICS_NAME = "metrics.jsonl"
-ALGORITHMS = ("bc",)
+ALGORITHMS = ("bc", "dagger")
 DEVICES = ("auto", "cpu", "cuda")
 #: Fields that may differ between a run and its resumption (they do not change what is learnt).
 RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet")
@@ -62,7 +63,8 @@ class TrainConfig:
     Attributes:
         demos: dataset folder made by ``imitate demos generate``.
         out: run folder (``policy.pt``, ``config.json``, ``metrics.jsonl``).
-        algo: ``bc`` (behaviour cloning).
+        algo: ``bc`` (behaviour cloning) or ``dagger`` (BC, plus rounds of expert-labelled
+            learner rollouts added to the data; ``imitate.dagger``).
         conditioning: what the policy sees of the demo: ``full`` (temporal dropout), ``snapshot``
             (the last frame of each stage) or ``final`` (the last frame).
         steps: total optimisation steps of the run (a resumed run continues up to it).
@@ -78,6 +80,8 @@ class TrainConfig:
         log_every: steps between metrics rows (and validation batches).
         threads: torch CPU threads (default: all cores).
         quiet: no progress bar.
+        dagger_rounds, dagger_rollouts, dagger_full_fraction, dagger_beta0, dagger_decay,
+        dagger_ensemble: ``imitate.dagger.DaggerConfig`` (used when ``algo`` is ``dagger``).
     """
 
     demos: Path
@@ -97,6 +101,12 @@ class TrainConfig:
     log_every: int = 25
     threads: int | None = None
     quiet: bool = False
+    dagger_rounds: int = 4
+    dagger_rollouts: int = 24
+    dagger_full_fraction: float = 0.25
+    dagger_beta0: float = 0.5
+    dagger_decay: float = 0.5
+    dagger_ensemble: int = 4
 
     def __post_init__(self) -> None:
         self.demos, self.out = Path(self.demos), Path(self.out)
@@ -122,6 +132,13 @@ class TrainConfig:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
         if self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
+        self.dagger()  # validates the DAgger settings
+
+    def dagger(self) -> DaggerConfig:
+        """The DAgger settings of this run."""
+        return DaggerConfig(rounds=self.dagger_rounds, rollouts=self.dagger_rollouts,
+                            full_fraction=self.dagger_full_fraction, beta0=self.dagger_beta0,
+                            decay=self.dagger_decay, ensemble=self.dagger_ensemble)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -221,6 +238,7 @@ class Progress:
     total: int
     loss: float
     samples_per_second: float
+    note: str = ""
 
 
 class MetricsLog:
@@ -314,15 +332,21 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     device = resolve_device(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
-    resuming = _check_run_folder(config) is not None
+    saved_config = _check_run_folder(config)
+    resuming = saved_config is not None
     dataset = _open_dataset(config.demos)
     train_positions, val_positions = holdout_split(dataset, config.holdout_every)
     sampler_rng = np.random.default_rng([config.seed, 0])
     val_rng = np.random.default_rng([config.seed, 1])
     generator = torch.Generator().manual_seed(config.seed)
-    sampler = PairSampler(dataset, tasks_per_batch=config.tasks_per_batch,
-                          pairs_per_task=config.pairs_per_task, rng=sampler_rng,
-                          condition_positions=train_positions, pair_positions=train_positions)
+
+    def make_sampler(extra: tuple[DemoDataset, ...]) -> PairSampler:
+        return PairSampler(dataset, tasks_per_batch=config.tasks_per_batch,
+                           pairs_per_task=config.pairs_per_task, rng=sampler_rng,
+                           condition_positions=train_positions, pair_positions=train_positions,
+                           extra_pairs=extra)
+
+    sampler = make_sampler(())
     validation = _validation_sampler(dataset, config, val_rng, train_positions, val_positions)
 
     torch.manual_seed(config.seed)
@@ -352,10 +376,22 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
 
     metrics = MetricsLog(config.out, step)
     start_step, samples, last = step, 0, {}
+    dagger = config.dagger() if config.algo == "dagger" else None
+    # The round schedule is fixed by the run's first --steps, so a resumed run (even with more
+    # steps) collects at the same points as an uninterrupted one.
+    first_steps = int((saved_config or {}).get("steps", config.steps))
+    round_starts = dagger.round_starts(first_steps) if dagger else []
+    rounds: list[DemoDataset | None] = []
     started = time.perf_counter()
     try:
         policy.train()
         while step < config.steps:
+            if len(rounds) < len(round_starts) and step >= round_starts[len(rounds)]:
+                rounds.append(_dagger_round(config, len(rounds) + 1, policy, dataset,
+                                            train_positions, on_progress, step))
+                sampler = make_sampler(tuple(r for r in rounds if r is not None))
+                training_record["dagger_rounds"] = len(rounds)
+                continue
             batch = to_tensors(sampler.sample(), config.conditioning, device)
             if step == 0 and not resuming:
                 _initialise(policy, batch, generator)
@@ -378,11 +414,39 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     finally:
         metrics.close()
         dataset.close()
+        for collected in rounds:
+            if collected is not None:
+                collected.close()
     if step == start_step and not (config.out / CHECKPOINT_NAME).exists():
         checkpoint(step)
     return TrainSummary(out=config.out, checkpoint=config.out / CHECKPOINT_NAME,
                         start_step=start_step, step=step,
                         seconds=time.perf_counter() - started, samples=samples, last=last)
+
+
+def _dagger_round(config: TrainConfig, number: int, policy: OneShotPolicy,
+                  dataset: DemoDataset, positions: dict[str, np.ndarray],
+                  on_progress: Callable[[Progress], None] | None, step: int
+                  ) -> DemoDataset | None:
+    """Round ``number``'s aggregate (collected now unless a complete one is on disk); None when
+    it holds no rollout."""
+    dagger = config.dagger()
+    done = completed_rounds(config.out, dagger.rounds)
+    if len(done) >= number:
+        folder = done[number - 1]
+    else:
+        def report(index: int, total: int) -> None:
+            if on_progress is not None:
+                on_progress(Progress(step, config.steps, float("nan"), 0.0,
+                                     note=f"DAgger round {number}: rollout {index}/{total}"))
+
+        folder = collect_round(config.out, number, policy, dataset, positions, dagger,
+                               config.seed, on_rollout=report)
+    try:
+        return DemoDataset(folder)
+    except DatasetError:  # every rollout of the round failed to start
+        logger.warning("DAgger round %d collected nothing", number)
+        return None
 
 
 def _open_dataset(root: Path) -> DemoDataset:

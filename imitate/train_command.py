@@ -50,6 +50,14 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
          "(0: none)"),
         ("checkpoint_every", int, "N", "steps between checkpoints"),
         ("log_every", int, "N", "steps between metrics rows and validation batches"),
+        ("dagger_rounds", int, "R", "DAgger: collection rounds, evenly spread over the steps"),
+        ("dagger_rollouts", int, "N", "DAgger: learner rollouts per round"),
+        ("dagger_full_fraction", float, "F", "DAgger: share of whole-episode rollouts (the "
+         "rest start at a stage and last one stage)"),
+        ("dagger_beta0", float, "B", "DAgger: probability of executing the expert's action in "
+         "round 1"),
+        ("dagger_decay", float, "G", "DAgger: beta of round r is beta0 * decay^(r-1)"),
+        ("dagger_ensemble", int, "E", "DAgger: demo subsamples averaged while collecting"),
     ):
         default = getattr(_DEFAULTS, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default,
@@ -69,14 +77,19 @@ def _cmd_train(args: argparse.Namespace) -> None:
         tasks_per_batch=args.tasks_per_batch, pairs_per_task=args.pairs_per_task,
         hidden=args.hidden, holdout_every=args.holdout_every,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, threads=args.threads,
-        quiet=args.quiet)
+        quiet=args.quiet, dagger_rounds=args.dagger_rounds, dagger_rollouts=args.dagger_rollouts,
+        dagger_full_fraction=args.dagger_full_fraction, dagger_beta0=args.dagger_beta0,
+        dagger_decay=args.dagger_decay, dagger_ensemble=args.dagger_ensemble)
     bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
                disable=args.quiet or not sys.stderr.isatty())
 
     def update(progress: Progress) -> None:
         bar.update(progress.step - bar.n)
-        bar.set_postfix_str(f"loss {progress.loss:.3f}, {progress.samples_per_second:.0f} "
-                            "samples/s")
+        if progress.note:
+            bar.set_postfix_str(progress.note)
+        else:
+            bar.set_postfix_str(f"loss {progress.loss:.3f}, {progress.samples_per_second:.0f} "
+                                "samples/s")
 
     with bar:
         summary = train(config, on_progress=update)
@@ -97,5 +110,7 @@ def _print_summary(config: TrainConfig, summary: TrainSummary) -> None:
         if "val_loss" in last:
             line += f"; held-out loss {last['val_loss']:.3f}, accuracy {last['val_acc_all']:.3f}"
         print(line)
+    if config.algo == "dagger":
+        print(f"  DAgger rounds collected: {summary.out / 'dagger'}")
     print(f"  checkpoint: {summary.checkpoint}")
     print(f"  metrics: {summary.out / 'metrics.jsonl'}")

@@ -13,37 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
+from conftest import HOLDOUT_EVERY, one_line_error, run_cli
 
 from imitate.checkpoint import load_checkpoint
 from imitate.quickstart import held_out_accuracy
 from imitate.train import TrainConfig, train
-
-HOLDOUT_EVERY = 3
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "imitate.cli", *args], capture_output=True,
-                          text=True, check=False)
-
-
-def one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("imitate: error:"), lines[0]
-    for word in words:
-        assert word in lines[0], lines[0]
-
-
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("train") / "demos"
-    done = run_cli("demos", "generate", "--out", str(out), "--tasks", "ab,ba", "--per-task", "6",
-                   "--seed", "3", "--quiet")
-    assert done.returncode == 0, done.stderr
-    return out
 
 
 def small_config(demos: Path, out: Path, **overrides: object) -> TrainConfig:
@@ -54,9 +29,9 @@ def small_config(demos: Path, out: Path, **overrides: object) -> TrainConfig:
     return TrainConfig(demos=demos, out=out, **settings)
 
 
-def test_training_lowers_the_loss_and_beats_a_constant_policy(demos: Path, tmp_path: Path
-                                                             ) -> None:
-    config = small_config(demos, tmp_path / "run", steps=90, tasks_per_batch=4,
+def test_training_lowers_the_loss_and_beats_a_constant_policy(tiny_demos: Path,
+                                                             tmp_path: Path) -> None:
+    config = small_config(tiny_demos, tmp_path / "run", steps=90, tasks_per_batch=4,
                           pairs_per_task=32, log_every=5, checkpoint_every=90, threads=2)
     summary = train(config)
     assert summary.step == 90 and summary.checkpoint.is_file()
@@ -65,8 +40,8 @@ def test_training_lowers_the_loss_and_beats_a_constant_policy(demos: Path, tmp_p
     first, last = rows[0]["loss"], np.mean([row["loss"] for row in rows[-4:]])
     assert last < 0.75 * first, (first, last)
     assert {"val_loss", "val_acc_all", "train_acc_gripper"} <= set(rows[-1])
-    policy_accuracy, constant_accuracy, frames = held_out_accuracy(summary.checkpoint, demos,
-                                                                   HOLDOUT_EVERY, ensemble=4)
+    policy_accuracy, constant_accuracy, frames = held_out_accuracy(
+        summary.checkpoint, tiny_demos, HOLDOUT_EVERY, ensemble=4)
     assert frames > 50
     assert policy_accuracy > constant_accuracy + 0.05, (policy_accuracy, constant_accuracy)
     saved = load_checkpoint(summary.checkpoint)
@@ -74,10 +49,11 @@ def test_training_lowers_the_loss_and_beats_a_constant_policy(demos: Path, tmp_p
     assert saved.env["id"] == "BlockStack-v0" and saved.suite_version >= 1
 
 
-def test_resume_continues_exactly_where_the_run_stopped(demos: Path, tmp_path: Path) -> None:
-    whole = train(small_config(demos, tmp_path / "whole"))
-    train(small_config(demos, tmp_path / "parts", steps=3))
-    resumed = train(small_config(demos, tmp_path / "parts", resume=True))
+def test_resume_continues_exactly_where_the_run_stopped(tiny_demos: Path,
+                                                        tmp_path: Path) -> None:
+    whole = train(small_config(tiny_demos, tmp_path / "whole"))
+    train(small_config(tiny_demos, tmp_path / "parts", steps=3))
+    resumed = train(small_config(tiny_demos, tmp_path / "parts", resume=True))
     assert (resumed.start_step, resumed.step) == (3, 6)
     a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
     for name, tensor in a.policy.state_dict().items():
@@ -89,9 +65,10 @@ def test_resume_continues_exactly_where_the_run_stopped(demos: Path, tmp_path: P
     assert losses(tmp_path / "whole") == losses(tmp_path / "parts")
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(demos: Path, tmp_path: Path) -> None:
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_demos: Path,
+                                                         tmp_path: Path) -> None:
     run = tmp_path / "killed"
-    args = ["train", "--demos", str(demos), "--out", str(run), "--tasks-per-batch", "2",
+    args = ["train", "--demos", str(tiny_demos), "--out", str(run), "--tasks-per-batch", "2",
             "--pairs-per-task", "8", "--checkpoint-every", "2", "--log-every", "1",
             "--holdout-every", str(HOLDOUT_EVERY), "--threads", "1", "--quiet"]
     process = subprocess.Popen([sys.executable, "-m", "imitate.cli", *args, "--steps", "100000"],
@@ -109,7 +86,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(demos: Path, tmp_path: 
     done = run_cli(*args, "--resume", "--steps", str(target))
     assert done.returncode == 0, done.stderr
     assert f"resumed at step {stopped_at}" in done.stdout
-    reference = train(small_config(demos, tmp_path / "reference", steps=target,
+    reference = train(small_config(tiny_demos, tmp_path / "reference", steps=target,
                                    checkpoint_every=2))
     a, b = load_checkpoint(run / "policy.pt"), load_checkpoint(reference.checkpoint)
     assert a.step == b.step == target
@@ -120,17 +97,17 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(demos: Path, tmp_path: 
     assert not list(run.glob(".*.tmp*"))
 
 
-def test_train_cli_prints_a_summary(demos: Path, tmp_path: Path) -> None:
-    done = run_cli("train", "--demos", str(demos), "--out", str(tmp_path / "cli"), "--steps",
-                   "2", "--tasks-per-batch", "2", "--pairs-per-task", "4", "--quiet")
+def test_train_cli_prints_a_summary(tiny_demos: Path, tmp_path: Path) -> None:
+    done = run_cli("train", "--demos", str(tiny_demos), "--out", str(tmp_path / "cli"),
+                   "--steps", "2", "--tasks-per-batch", "2", "--pairs-per-task", "4", "--quiet")
     assert done.returncode == 0, done.stderr
     assert "step 2/2" in done.stdout and "checkpoint:" in done.stdout
     config = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert config["algo"] == "bc" and config["lr"] == 1e-3
 
 
-def test_bad_training_input_gives_one_line_errors(demos: Path, tmp_path: Path) -> None:
-    base = ("train", "--demos", str(demos), "--steps", "1", "--tasks-per-batch", "1",
+def test_bad_training_input_gives_one_line_errors(tiny_demos: Path, tmp_path: Path) -> None:
+    base = ("train", "--demos", str(tiny_demos), "--steps", "1", "--tasks-per-batch", "1",
             "--pairs-per-task", "2", "--quiet")
     one_line_error(run_cli("train", "--demos", str(tmp_path / "absent"), "--out",
                            str(tmp_path / "x"), "--quiet"), "absent")
@@ -150,9 +127,9 @@ def test_bad_training_input_gives_one_line_errors(demos: Path, tmp_path: Path) -
                    "not a readable checkpoint")
 
 
-def test_training_refuses_a_corrupt_dataset(demos: Path, tmp_path: Path) -> None:
+def test_training_refuses_a_corrupt_dataset(tiny_demos: Path, tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt"
-    shutil.copytree(demos, corrupt)
+    shutil.copytree(tiny_demos, corrupt)
     shard = sorted((corrupt / "shards").glob("*.npz"))[-1]
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF

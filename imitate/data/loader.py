@@ -131,12 +131,14 @@ class Batch:
         obs_blocks (B, P, 10, 3) float32, obs_gripper (B, P, 2) float32,
         labels (B, P, 4) float32 (clean expert actions), obs_step (B, P) int64 (their step).
     Shared: block_mask (B, 10) bool (the task's blocks), task (B,) int64 (index into
-    ``DemoDataset.tasks``), demo_index / pair_index (B,) int64 (demo indices within the task).
+    ``DemoDataset.tasks``), demo_index / pair_index (B,) int64 (demo indices within the task),
+    pair_source (B,) int64 (0: the pairs come from the dataset, k: from ``extra_pairs[k - 1]``).
     """
 
     task: np.ndarray
     demo_index: np.ndarray
     pair_index: np.ndarray
+    pair_source: np.ndarray
     block_mask: np.ndarray
     demo_blocks: np.ndarray
     demo_gripper: np.ndarray
@@ -190,6 +192,8 @@ class PairSampler:
             (default: all); only successful ones are used.
         pair_positions: per task, the demo positions (observation, label) pairs may come from
             (default: all). ``holdout_split`` makes both for a held-out validation set.
+        extra_pairs: more datasets pairs may come from (for example DAgger's aggregated,
+            expert-labelled rollouts): every demo of the same task in them is a candidate too.
 
     Only tasks with a successful conditioning demo and another demo to pair it with are drawn.
     Raises ``DatasetError`` when no task qualifies.
@@ -198,13 +202,15 @@ class PairSampler:
     def __init__(self, dataset: DemoDataset, *, tasks_per_batch: int = 16,
                  pairs_per_task: int = 32, rng: np.random.Generator,
                  condition_positions: dict[str, np.ndarray] | None = None,
-                 pair_positions: dict[str, np.ndarray] | None = None):
+                 pair_positions: dict[str, np.ndarray] | None = None,
+                 extra_pairs: tuple[DemoDataset, ...] = ()):
         if tasks_per_batch < 1 or pairs_per_task < 1:
             raise ValueError("tasks_per_batch and pairs_per_task must be >= 1")
         self.dataset = dataset
         self.tasks_per_batch = tasks_per_batch
         self.pairs_per_task = pairs_per_task
         self.rng = rng
+        self.extra_pairs = tuple(extra_pairs)
         self._conditions: dict[str, np.ndarray] = {}
         self._pairs: dict[str, np.ndarray] = {}
         for task in dataset.tasks:
@@ -232,16 +238,30 @@ class PairSampler:
         items = [self._item(int(t)) for t in self.rng.choice(self.eligible, self.tasks_per_batch)]
         return _collate(items)
 
+    def _extra_counts(self, task: str) -> list[int]:
+        return [data.num_demos(task) if task in data.tasks else 0 for data in self.extra_pairs]
+
     def _item(self, task_index: int) -> dict[str, np.ndarray | int]:
         task = self.dataset.tasks[task_index]
         conditioning = int(self.rng.choice(self._conditions[task]))
         candidates = self._pairs[task]
-        other = int(self.rng.choice(candidates[candidates != conditioning]))
+        candidates = candidates[candidates != conditioning]
         demo = self.dataset.demo(task, conditioning)
-        pairs = self.dataset.demo(task, other)
+        extra = self._extra_counts(task) if self.extra_pairs else []
+        chosen = int(self.rng.integers(len(candidates) + sum(extra)))
+        source = 0
+        if chosen < len(candidates):
+            pairs = self.dataset.demo(task, int(candidates[chosen]))
+        else:  # a demo of one of the extra datasets, counted in order
+            chosen -= len(candidates)
+            while chosen >= extra[source]:
+                chosen, source = chosen - extra[source], source + 1
+            pairs = self.extra_pairs[source].demo(task, chosen)
+            source += 1
         steps = self.rng.choice(pairs.steps, self.pairs_per_task,
                                 replace=pairs.steps < self.pairs_per_task)
         return {"task": task_index, "demo_index": demo.index, "pair_index": pairs.index,
+                "pair_source": source,
                 "block_mask": demo.block_mask[0].astype(bool), "demo_blocks": demo.blocks,
                 "demo_gripper": demo.gripper, "stage_ends": demo.stage_ends,
                 "obs_blocks": pairs.blocks[steps], "obs_gripper": pairs.gripper[steps],
@@ -281,6 +301,7 @@ def _collate(items: list[dict]) -> Batch:
         task=np.array([item["task"] for item in items], dtype=np.int64),
         demo_index=np.array([item["demo_index"] for item in items], dtype=np.int64),
         pair_index=np.array([item["pair_index"] for item in items], dtype=np.int64),
+        pair_source=np.array([item["pair_source"] for item in items], dtype=np.int64),
         block_mask=np.stack([item["block_mask"] for item in items]),
         demo_blocks=_pad([item["demo_blocks"] for item in items], longest),
         demo_gripper=_pad([item["demo_gripper"] for item in items], longest),

@@ -1,0 +1,204 @@
+"""DAgger data collection (paper section 3.3): run the current policy, label what it visits.
+
+A round collects ``rollouts`` episodes on training tasks drawn with replacement from the dataset:
+
+- most start at the beginning of a stage: the clean scripted expert builds the first ``s`` stages
+  from a seeded initial configuration (``s`` uniform in ``0 .. stages - 1``), then the learner acts
+  for at most one stage (until the stage count grows, the episode ends, or ``horizon_per_stage``
+  steps pass), as the paper does;
+- a ``full_fraction`` of them are whole episodes from the initial configuration.
+
+While the learner acts, every visited state is labelled with ``ScriptedExpert`` (the clean expert
+action for that state), and the executed action is the expert's with probability ``beta`` and the
+policy's greedy action otherwise. The learner is conditioned on a successful training demo of the
+same task. Each rollout is stored (observations, executed actions, expert labels) as a ``Demo``
+with ``success`` = whether the segment completed its stage (or the episode), in a per-round
+aggregate dataset (``imitate.data.create_aggregate``) that training then draws pairs from.
+
+Beta schedule (documented choice; the paper gives none): ``beta_r = beta0 * decay ** (r - 1)`` for
+round ``r = 1, 2, ...`` (defaults 0.5 and 0.5: 0.5, 0.25, 0.125, ...). Seeds come from the DAgger
+stream (``Stream.DAGGER``), so collected data never repeats a training or evaluation start.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imitate.data import DemoDataset, append_shard, create_aggregate
+from imitate.data import format as fmt
+from imitate.data.record import env_kwargs
+from imitate.data.seeds import Stream, demo_seeds
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DaggerConfig:
+    """DAgger settings (``imitate train --algo dagger``).
+
+    Attributes:
+        rounds: collection rounds; round ``r`` starts after ``r / (rounds + 1)`` of the steps.
+        rollouts: rollouts collected per round.
+        full_fraction: share of rollouts that are whole episodes (the rest: one stage each).
+        beta0, decay: the expert-execution probability of round ``r`` is
+            ``beta0 * decay ** (r - 1)``.
+        ensemble: demo subsamples the learner averages while collecting.
+    """
+
+    rounds: int = 4
+    rollouts: int = 24
+    full_fraction: float = 0.25
+    beta0: float = 0.5
+    decay: float = 0.5
+    ensemble: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "rollouts", "ensemble"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--dagger-{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("full_fraction", "beta0", "decay"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"--dagger-{name.replace('_', '-')} must be in [0, 1], got "
+                                 f"{value}")
+
+    def beta(self, round_number: int) -> float:
+        """Probability of executing the expert's action in round ``round_number`` (1-based)."""
+        return self.beta0 * self.decay ** (round_number - 1)
+
+    def round_starts(self, steps: int) -> list[int]:
+        """Optimisation step at which each round collects (rounds split the run evenly)."""
+        return [max(1, steps * r // (self.rounds + 1)) for r in range(1, self.rounds + 1)]
+
+
+def round_folder(run: Path, round_number: int) -> Path:
+    return run / "dagger" / f"round-{round_number:02d}"
+
+
+def completed_rounds(run: Path, rounds: int) -> list[Path]:
+    """Aggregate folders of the rounds already collected, in order (a round is complete once
+    its manifest says so: ``collect_round`` marks it last)."""
+    done = []
+    for number in range(1, rounds + 1):
+        folder = round_folder(run, number)
+        try:
+            manifest = fmt.load_manifest(folder)
+        except fmt.DatasetError:
+            break
+        if not manifest.get("round_complete"):
+            break
+        done.append(folder)
+    return done
+
+
+def _segment(env: Any, expert: Any, agent: Any, rng: np.random.Generator, beta: float,
+             observation: dict[str, np.ndarray], stage: int, max_steps: int,
+             until_stage: int | None) -> tuple[list, list, list, list, bool]:
+    """Learner (mixed with the expert by ``beta``) from the env's current state, whose
+    observation and stage count are given; every state labelled by the expert. Returns
+    observations, stages, executed actions, labels and success."""
+    observations, stages, executed, labels = [observation], [stage], [], []
+    success = False
+    for _ in range(max_steps):
+        label = expert.act(env)
+        action = label if rng.random() < beta else agent.act(observation)
+        observation, _, terminated, truncated, info = env.step(action)
+        observations.append(observation)
+        stages.append(info["stage"])
+        executed.append(np.asarray(action, dtype=np.float32))
+        labels.append(np.asarray(label, dtype=np.float32))
+        reached = until_stage is not None and info["stage"] >= until_stage
+        success = bool(info["is_success"]) or reached
+        if terminated or truncated or reached:
+            break
+    return observations, stages, executed, labels, success
+
+
+def rollout_demo(env: Any, expert: Any, agent: Any, layout: str, seeds: Any, *, beta: float,
+                 full: bool, index: int) -> fmt.Demo | None:
+    """One DAgger rollout as a ``Demo`` (None when the expert could not reach the start stage)."""
+    rng = np.random.default_rng(seeds.noise_seed)
+    observation, info = env.reset(seed=seeds.env_seed, options={"task": layout})
+    num_stages = int(info["num_stages"])
+    per_stage = env.unwrapped.horizon_per_stage
+    start_stage = 0 if full else int(rng.integers(num_stages))
+    for _ in range(per_stage * start_stage):  # the clean expert builds the first stages
+        if info["stage"] >= start_stage:
+            break
+        observation, _, terminated, truncated, info = env.step(expert.act(env))
+        if terminated or truncated:
+            return None
+    if info["stage"] < start_stage:
+        return None
+    max_steps = per_stage * (num_stages - start_stage) if full else per_stage
+    until = None if full else start_stage + 1
+    observations, stages, executed, labels, success = _segment(
+        env, expert, agent, rng, beta, observation, int(info["stage"]), max_steps, until)
+    stage_array = np.asarray(stages, dtype=np.int8)
+    return fmt.Demo(
+        task=layout, index=index, attempt=0, success=success, env_seed=seeds.env_seed,
+        noise_seed=seeds.noise_seed,
+        blocks=np.stack([o["blocks"] for o in observations]).astype(np.float32),
+        block_mask=np.stack([o["block_mask"] for o in observations]).astype(np.int8),
+        gripper=np.stack([o["gripper"] for o in observations]).astype(np.float32),
+        stages=stage_array, actions=np.stack(executed), labels=np.stack(labels),
+        stage_ends=fmt.stage_ends(stage_array, num_stages))
+
+
+def collect_round(run: Path, round_number: int, policy: Any, dataset: DemoDataset,
+                  condition_positions: dict[str, np.ndarray], config: DaggerConfig, seed: int,
+                  on_rollout: Callable[[int, int], None] | None = None) -> Path:
+    """Collect round ``round_number`` into its own aggregate folder (remade from scratch if an
+    earlier attempt was interrupted) and mark it complete; returns the folder."""
+    import gymnasium
+
+    import envs
+    from envs.expert import ScriptedExpert
+    from imitate.agent import agent_for_demo
+
+    folder = round_folder(run, round_number)
+    if folder.exists():
+        shutil.rmtree(folder)
+    beta = config.beta(round_number)
+    create_aggregate(folder, {"env": {"id": envs.ENV_ID, "kwargs": env_kwargs()},
+                              "round": round_number, "beta": beta, "seed": seed})
+    rng = np.random.default_rng([seed, Stream.DAGGER, round_number])
+    env = gymnasium.make(envs.ENV_ID, **env_kwargs())
+    expert = ScriptedExpert()
+    by_task: dict[str, list[fmt.Demo]] = {}
+    was_training = policy.training
+    policy.eval()
+    try:
+        for index in range(config.rollouts):
+            task = dataset.tasks[int(rng.integers(len(dataset.tasks)))]
+            positions = condition_positions[task]
+            conditioning = dataset.demo(task, int(rng.choice(positions)))
+            seeds = demo_seeds(seed, Stream.DAGGER, task, round_number * 1_000_000 + index)
+            agent = agent_for_demo(policy, conditioning, ensemble=config.ensemble,
+                                   seed=seeds.noise_seed)
+            full = rng.random() < config.full_fraction
+            demo = rollout_demo(env, expert, agent, task, seeds, beta=beta, full=full,
+                                index=index)
+            if demo is not None:
+                by_task.setdefault(task, []).append(demo)
+            if on_rollout is not None:
+                on_rollout(index + 1, config.rollouts)
+    finally:
+        env.close()
+        policy.train(was_training)
+    for demos in by_task.values():
+        append_shard(folder, demos, header={"round": round_number, "beta": beta})
+    manifest = fmt.load_manifest(folder)
+    manifest["round_complete"] = True
+    fmt.save_manifest(folder, manifest)
+    logger.info("DAgger round %d: %d rollouts, %d steps labelled (beta %.3f)", round_number,
+                sum(len(d) for d in by_task.values()),
+                sum(d.steps for demos in by_task.values() for d in demos), beta)
+    return folder

@@ -1,0 +1,116 @@
+"""The ``imitate eval`` command. It prints; ``imitate.evaluate`` and ``imitate.report`` do the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from imitate.evaluate import SPLITS, EpisodeResult, EvalConfig, evaluate
+
+_DEFAULTS = EvalConfig(checkpoint=Path("policy.pt"))
+
+
+def add_eval_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``eval`` to the ``imitate`` sub-command set."""
+    parser = commands.add_parser(
+        "eval", help="evaluate a policy on training or unseen test tasks",
+        description="Paper protocol (section 5.1): per task K episodes, each from a fresh seeded "
+        "initial configuration and conditioned on an expert demo from the evaluation seed stream "
+        "(never a training demo); greedy ensemble actions; the scripted expert runs from the "
+        "same starts. Writes report.json, episodes.csv, summary.csv, report.md and two PNG "
+        "plots to --out.")
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
+                        help="policy checkpoint, e.g. runs/NAME/policy.pt")
+    parser.add_argument("--split", choices=SPLITS, default=_DEFAULTS.split,
+                        help=f"suite tasks to evaluate (default: {_DEFAULTS.split})")
+    parser.add_argument("--tasks", metavar="LAYOUTS",
+                        help="comma-separated layouts instead of the split's tasks, "
+                        "e.g. 'ab cd,abc'")
+    parser.add_argument("--episodes-per-task", type=int, default=_DEFAULTS.episodes_per_task,
+                        metavar="K", help=f"episodes per task (default: "
+                        f"{_DEFAULTS.episodes_per_task}; the paper used 100)")
+    parser.add_argument("--ensemble", type=int, default=_DEFAULTS.ensemble, metavar="E",
+                        help=f"demo subsamples averaged per action (default: {_DEFAULTS.ensemble})")
+    parser.add_argument("--workers", type=int, default=2, metavar="W",
+                        help="episode processes (default: 2)")
+    parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, metavar="S",
+                        help=f"root seed of demos and initial configurations "
+                        f"(default: {_DEFAULTS.seed})")
+    parser.add_argument("--no-expert", action="store_true",
+                        help="skip the scripted expert's run from each start (the Demo column)")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="report folder (default: eval-SPLIT next to the checkpoint)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from imitate.checkpoint import load_checkpoint
+    from imitate.report import stage_rows, write_report
+
+    tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
+    config = EvalConfig(checkpoint=args.checkpoint, split=args.split, tasks=tasks,
+                        episodes_per_task=args.episodes_per_task, ensemble=args.ensemble,
+                        workers=args.workers, seed=args.seed, expert=not args.no_expert)
+    saved = load_checkpoint(config.checkpoint)
+    total = len(config.task_list()) * config.episodes_per_task
+    out = args.out or config.checkpoint.parent / f"eval-{'tasks' if tasks else config.split}"
+    bar = tqdm(total=total, unit="episode", file=sys.stderr, dynamic_ncols=True,
+               disable=args.quiet or not sys.stderr.isatty())
+    successes = 0
+
+    def update(result: EpisodeResult, _total: int) -> None:
+        nonlocal successes
+        successes += result.success
+        bar.update(1)
+        bar.set_postfix_str(f"success {successes}/{bar.n}")
+
+    start = time.perf_counter()
+    with bar:
+        results = evaluate(config, on_episode=update)
+    seconds = time.perf_counter() - start
+    timing = _timing(results, seconds, config.workers)
+    files = write_report(out, results, config=_config_json(config),
+                         checkpoint={"path": str(config.checkpoint), "step": saved.step,
+                                     "training": saved.training},
+                         timing=timing)
+    rows = stage_rows(results)
+    print(f"{config.checkpoint} (step {saved.step}): {len(results)} episodes, "
+          f"{config.episodes_per_task} per task, ensemble {config.ensemble}, seed {config.seed}, "
+          f"{seconds:.0f} s ({timing['episodes_per_s']:.2f} episodes/s, "
+          f"{config.workers} workers)")
+    print(f"{'split':<6} {'stages':>6} {'episodes':>8} {'policy success':>16} "
+          f"{'expert':>8}  failures (recoverable / manipulation / wrong move)")
+    for row in rows:
+        policy = row.outcomes["success"]
+        expert = f"{100 * row.expert.value:.1f}%" if row.expert else "-"
+        fails = " / ".join(str(row.outcomes[name].count) for name in
+                           ("recoverable_failure", "manipulation_failure", "wrong_move"))
+        print(f"{row.split:<6} {row.stages:>6} {row.episodes:>8} "
+              f"{100 * policy.value:>15.1f}% {expert:>8}  {fails}")
+    print(f"report: {files['markdown']} (also report.json, episodes.csv, summary.csv, PNG plots "
+          f"in {out})")
+
+
+def _timing(results: list[EpisodeResult], seconds: float, workers: int) -> dict[str, float]:
+    """Wall time, throughput and where the episode time went (summed over workers)."""
+    parts = {name: sum(getattr(r, f"{name}_seconds") for r in results)
+             for name in ("policy", "env", "demo", "expert")}
+    busy = sum(parts.values()) or 1.0
+    return {"seconds": seconds, "workers": workers,
+            "episodes_per_s": len(results) / seconds if seconds > 0 else 0.0,
+            **{f"{name}_seconds": value for name, value in parts.items()},
+            **{f"{name}_share": value / busy for name, value in parts.items()}}
+
+
+def _config_json(config: EvalConfig) -> dict[str, object]:
+    return {"checkpoint": str(config.checkpoint), "split": config.split,
+            "tasks": list(config.tasks) if config.tasks else None,
+            "episodes_per_task": config.episodes_per_task, "ensemble": config.ensemble,
+            "workers": config.workers, "seed": config.seed, "expert": config.expert,
+            "demo_noise": config.demo_noise()}

@@ -1,0 +1,287 @@
+"""Evaluation on training or unseen test tasks, by the paper's protocol (section 5.1).
+
+For every task and episode index ``i``:
+
+1. a conditioning demonstration is recorded by the scripted expert (with the datasets' default
+   execution noise) from the evaluation-demo seed stream (``Stream.EVAL_DEMO``), which is disjoint
+   from the training-demo stream by construction, so it is never a training demo;
+2. the policy runs greedily (ensemble of ``E`` temporal-dropout subsamples of that demo, action
+   distributions averaged) from a fresh initial configuration drawn from the evaluation-episode
+   stream (``Stream.EVAL_EPISODE``) until success, an irrecoverable state or the horizon;
+3. the scripted expert runs, without noise, from the SAME initial configuration (the paper's
+   "Demo" column).
+
+Episode seeds depend only on (root seed, task layout, episode index), so the same arguments give
+the same (task, seed) list, and two checkpoints can be compared episode by episode. Episodes run in
+``workers`` spawn processes, each with its own env and a copy of the policy (1 torch thread each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from imitate.data.record import DemoJob, env_kwargs, record_demo
+from imitate.data.seeds import Stream, demo_seeds
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "test", "all")
+FAILURE_CLASSES = ("recoverable_failure", "manipulation_failure", "wrong_move")
+#: Attempts allowed to record one conditioning demo before the evaluation gives up.
+DEMO_ATTEMPTS = 50
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Parameters of ``imitate eval``; validated on construction (``ValueError``).
+
+    Attributes:
+        checkpoint: the policy checkpoint (``policy.pt``).
+        split: suite tasks to evaluate: ``train``, ``test`` (unseen) or ``all``.
+        tasks: layouts to evaluate instead of the split's suite tasks (any valid layouts).
+        episodes_per_task: K episodes per task (paper: 100).
+        ensemble: E demo subsamples averaged per action (paper: 10).
+        workers: episode processes (>= 1; 1 runs in this process).
+        seed: root seed of the conditioning demos and the initial configurations.
+        expert: also run the scripted expert from each episode's initial configuration.
+        noise: execution noise of the conditioning demos (m per step); None: the datasets'
+            default (``envs.expert.DEFAULT_NOISE_STD``).
+    """
+
+    checkpoint: Path
+    split: str = "test"
+    tasks: tuple[str, ...] | None = None
+    episodes_per_task: int = 10
+    ensemble: int = 10
+    workers: int = 1
+    seed: int = 0
+    expert: bool = True
+    noise: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "checkpoint", Path(self.checkpoint))
+        if self.split not in SPLITS:
+            raise ValueError(f"unknown --split {self.split!r}; choose {', '.join(SPLITS)}")
+        for name in ("episodes_per_task", "ensemble", "workers"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "
+                                 f"got {value!r}")
+        if self.seed < 0:
+            raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
+        if self.noise is not None and not (math.isfinite(self.noise) and self.noise >= 0):
+            raise ValueError(f"--noise must be a finite std >= 0, got {self.noise}")
+        if self.tasks is not None and not self.tasks:
+            raise ValueError("--tasks lists no task")
+
+    def task_list(self) -> list[tuple[str, str]]:
+        """(split, layout) pairs to evaluate, in a fixed order; ``ValueError`` on a bad layout."""
+        import envs
+
+        if self.tasks is not None:
+            layouts = [envs.parse_task(text).layout for text in self.tasks]
+            repeated = sorted({x for x in layouts if layouts.count(x) > 1})
+            if repeated:
+                raise ValueError(f"--tasks lists {repeated[0]!r} more than once")
+            suite = envs.load_suite()
+            train = {task.layout for task in suite.train}
+            test = {task.layout for task in suite.test}
+            return [("train" if x in train else "test" if x in test else "other", x)
+                    for x in layouts]
+        suite = envs.load_suite()
+        splits = ("train", "test") if self.split == "all" else (self.split,)
+        return [(split, task.layout) for split in splits for task in suite.split(split)]
+
+    def demo_noise(self) -> float:
+        from envs.expert import DEFAULT_NOISE_STD
+
+        return DEFAULT_NOISE_STD if self.noise is None else float(self.noise)
+
+
+class EpisodeJob(NamedTuple):
+    """One evaluation episode: episode ``episode`` of ``layout``."""
+
+    split: str
+    layout: str
+    episode: int
+    root_seed: int
+    ensemble: int
+    expert: bool
+    noise: float
+
+
+@dataclass
+class EpisodeResult:
+    """What happened in one episode (and in the expert's run from the same start).
+
+    ``stage``: stages complete at the end; ``failure``: None on success, else a failure class;
+    ``steps``: control steps; seconds: ``policy`` (demo embedding and action choice), ``env``
+    (simulation steps), ``demo`` (recording the conditioning demo), ``expert`` (the expert's run).
+    """
+
+    split: str
+    task: str
+    num_stages: int
+    episode: int
+    env_seed: int
+    demo_env_seed: int
+    demo_steps: int
+    success: bool
+    failure: str | None
+    stage: int
+    steps: int
+    expert_success: bool | None
+    expert_failure: str | None
+    policy_seconds: float
+    env_seconds: float
+    demo_seconds: float
+    expert_seconds: float
+
+
+def episode_jobs(config: EvalConfig) -> list[EpisodeJob]:
+    """Every episode of the evaluation, in report order (task, then episode index)."""
+    noise = config.demo_noise()
+    return [EpisodeJob(split, layout, episode, config.seed, config.ensemble, config.expert, noise)
+            for split, layout in config.task_list()
+            for episode in range(config.episodes_per_task)]
+
+
+def run_policy(env: Any, agent_factory: Callable[[], Any], layout: str, env_seed: int
+               ) -> tuple[dict[str, Any], int, float, float]:
+    """Run an agent greedily for one episode; returns (last info, steps, policy s, env s)."""
+    start = time.perf_counter()
+    agent = agent_factory()
+    policy_seconds = time.perf_counter() - start
+    env_seconds = 0.0
+    observation, info = env.reset(seed=env_seed, options={"task": layout})
+    steps = 0
+    while True:
+        start = time.perf_counter()
+        action = agent.act(observation)
+        middle = time.perf_counter()
+        observation, _, terminated, truncated, info = env.step(action)
+        policy_seconds += middle - start
+        env_seconds += time.perf_counter() - middle
+        steps += 1
+        if terminated or truncated:
+            return info, steps, policy_seconds, env_seconds
+
+
+def run_expert(env: Any, expert: Any, layout: str, env_seed: int) -> dict[str, Any]:
+    """The clean expert from ``env_seed``'s initial configuration; returns the last info."""
+    env.reset(seed=env_seed, options={"task": layout})
+    while True:
+        _, _, terminated, truncated, info = env.step(expert.act(env))
+        if terminated or truncated:
+            return info
+
+
+def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeResult:
+    """One evaluation episode (see the module docstring for the protocol)."""
+    from imitate.agent import agent_for_demo
+
+    recorded = record_demo(env, expert, DemoJob(0, job.layout, job.episode, Stream.EVAL_DEMO,
+                                                job.root_seed, job.noise, DEMO_ATTEMPTS))
+    if recorded.demo is None:
+        raise RuntimeError(f"the expert failed {DEMO_ATTEMPTS} times to demonstrate "
+                           f"{job.layout!r} (episode {job.episode})")
+    demo = recorded.demo
+    seeds = demo_seeds(job.root_seed, Stream.EVAL_EPISODE, job.layout, job.episode)
+
+    def make_agent() -> Any:
+        return agent_for_demo(policy, demo, ensemble=job.ensemble, seed=seeds.noise_seed)
+
+    info, steps, policy_seconds, env_seconds = run_policy(env, make_agent, job.layout,
+                                                          seeds.env_seed)
+    expert_info: dict[str, Any] = {}
+    start = time.perf_counter()
+    if job.expert:
+        expert_info = run_expert(env, expert, job.layout, seeds.env_seed)
+    expert_seconds = time.perf_counter() - start
+    return EpisodeResult(
+        split=job.split, task=job.layout, num_stages=int(info["num_stages"]),
+        episode=job.episode, env_seed=seeds.env_seed, demo_env_seed=demo.env_seed,
+        demo_steps=demo.steps, success=bool(info["is_success"]), failure=info.get("failure"),
+        stage=int(info["stage"]), steps=steps,
+        expert_success=bool(expert_info["is_success"]) if job.expert else None,
+        expert_failure=expert_info.get("failure") if job.expert else None,
+        policy_seconds=policy_seconds, env_seconds=env_seconds, demo_seconds=recorded.seconds,
+        expert_seconds=expert_seconds)
+
+
+# --- workers -----------------------------------------------------------------------------------
+_WORKER: tuple[Any, Any, Any] | None = None
+
+
+def _make_worker(checkpoint: Path, threads: int | None) -> tuple[Any, Any, Any]:
+    import gymnasium
+    import torch
+
+    import envs
+    from envs.expert import ScriptedExpert
+    from imitate.checkpoint import load_checkpoint
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    policy = load_checkpoint(checkpoint).policy
+    return policy, gymnasium.make(envs.ENV_ID, **env_kwargs()), ScriptedExpert()
+
+
+def _init_worker(checkpoint: Path) -> None:
+    global _WORKER
+    _WORKER = _make_worker(checkpoint, threads=1)
+
+
+def _work(job: EpisodeJob) -> EpisodeResult:
+    assert _WORKER is not None, "worker not initialised"
+    return run_episode(*_WORKER, job)
+
+
+@contextlib.contextmanager
+def episode_runner(checkpoint: Path, workers: int
+                   ) -> Iterator[Callable[[list[EpisodeJob]], Iterator[EpisodeResult]]]:
+    """Map jobs to results (completion order): in-process for 1 worker, else spawn workers."""
+    if workers == 1:
+        policy, env, expert = _make_worker(checkpoint, threads=None)
+        try:
+            yield lambda jobs: (run_episode(policy, env, expert, job) for job in jobs)
+        finally:
+            env.close()
+        return
+    with mp.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                      initargs=(checkpoint,)) as pool:
+        yield lambda jobs: pool.imap_unordered(_work, jobs, chunksize=1)
+
+
+def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None] | None = None
+             ) -> list[EpisodeResult]:
+    """Run every episode; results come back in ``episode_jobs`` order.
+
+    ``on_episode(result, total)`` hears each finished episode (completion order). Raises
+    ``CheckpointError`` (a ``ValueError``) for a missing or bad checkpoint, before any work.
+    """
+    from imitate.checkpoint import load_checkpoint
+
+    load_checkpoint(config.checkpoint)  # fail fast, in this process, with a clear message
+    jobs = episode_jobs(config)
+    order = {(job.layout, job.episode): i for i, job in enumerate(jobs)}
+    results: list[EpisodeResult | None] = [None] * len(jobs)
+    with episode_runner(config.checkpoint, config.workers) as run:
+        for result in run(jobs):
+            results[order[(result.task, result.episode)]] = result
+            if on_episode is not None:
+                on_episode(result, len(jobs))
+    return [r for r in results if r is not None]
+
+
+def results_to_rows(results: list[EpisodeResult]) -> list[dict[str, Any]]:
+    """Episodes as plain dicts (JSON / CSV rows)."""
+    return [asdict(result) for result in results]

@@ -1,0 +1,239 @@
+"""Evaluation reports: success by stage count and failure breakdown, with 95% intervals.
+
+``write_report`` turns a list of ``EpisodeResult`` into, in one folder:
+
+| file | what |
+|---|---|
+| ``report.json`` | config, checkpoint description, per-episode results, the tables |
+| ``episodes.csv`` | one row per episode (task, seeds, outcome, stage reached, expert outcome) |
+| ``summary.csv`` | one row per (split, stage count): counts, rates and interval bounds |
+| ``report.md`` | the tables shaped like the paper's Tables 3/4 and 7-11 |
+| ``success_by_stages.png`` | success vs stage count per split, policy and expert, with intervals |
+| ``outcomes_by_stages.png`` | stacked bars: success / recoverable / manipulation / wrong move |
+
+Intervals are Wilson score intervals at 95% (sound at 0% and 100% and for small counts).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from imitate.data.format import atomic_write_bytes
+from imitate.evaluate import FAILURE_CLASSES, EpisodeResult
+
+#: z for a two-sided 95% interval.
+Z95 = 1.959963984540054
+OUTCOMES = ("success", *FAILURE_CLASSES)
+OUTCOME_TITLES = {"success": "success", "recoverable_failure": "recoverable",
+                  "manipulation_failure": "manipulation", "wrong_move": "wrong move"}
+
+
+def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval (fractions in [0, 1]) for ``successes`` out of ``trials``."""
+    if trials <= 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == trials else min(1.0, centre + half)
+    return low, high
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``count`` of ``total`` with its 95% interval (fractions)."""
+
+    count: int
+    total: int
+
+    @property
+    def value(self) -> float:
+        return self.count / self.total if self.total else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.count, self.total)
+
+    def cell(self) -> str:
+        low, high = self.interval
+        return (f"{100 * self.value:.1f} [{100 * low:.1f}, {100 * high:.1f}] "
+                f"({self.count}/{self.total})")
+
+    def to_json(self) -> dict[str, Any]:
+        low, high = self.interval
+        return {"count": self.count, "total": self.total, "rate": self.value,
+                "ci95": [low, high]}
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One (split, stage count) group of episodes."""
+
+    split: str
+    stages: int
+    tasks: int
+    episodes: int
+    outcomes: dict[str, Rate]
+    expert: Rate | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"split": self.split, "stages": self.stages, "tasks": self.tasks,
+                "episodes": self.episodes,
+                **{name: rate.to_json() for name, rate in self.outcomes.items()},
+                "expert_success": self.expert.to_json() if self.expert else None}
+
+
+def outcome_of(result: EpisodeResult) -> str:
+    """``success`` or the failure class of an episode."""
+    return "success" if result.success else str(result.failure)
+
+
+def stage_rows(results: Sequence[EpisodeResult]) -> list[StageRow]:
+    """Group episodes by (split, number of stages); splits in train, test, other order."""
+    groups: dict[tuple[str, int], list[EpisodeResult]] = defaultdict(list)
+    for result in results:
+        groups[(result.split, result.num_stages)].append(result)
+    order = {"train": 0, "test": 1}
+    rows = []
+    for (split, stages), group in sorted(groups.items(),
+                                         key=lambda kv: (order.get(kv[0][0], 2), kv[0])):
+        n = len(group)
+        outcomes = {name: Rate(sum(outcome_of(r) == name for r in group), n)
+                    for name in OUTCOMES}
+        with_expert = [r for r in group if r.expert_success is not None]
+        expert = (Rate(sum(bool(r.expert_success) for r in with_expert), len(with_expert))
+                  if with_expert else None)
+        rows.append(StageRow(split, stages, len({r.task for r in group}), n, outcomes, expert))
+    return rows
+
+
+def markdown(rows: Sequence[StageRow], title: str) -> str:
+    """The two tables (success by stages; outcome breakdown) as Markdown."""
+    lines = [f"# {title}", "",
+             "Cells: % [95% Wilson interval] (count/episodes).", "",
+             "## Success by number of stages (cf. paper Tables 3 and 4)", "",
+             "| split | stages | tasks | episodes | policy success | expert (Demo) success |",
+             "|---|---:|---:|---:|---|---|"]
+    for row in rows:
+        expert = row.expert.cell() if row.expert else "-"
+        lines.append(f"| {row.split} | {row.stages} | {row.tasks} | {row.episodes} | "
+                     f"{row.outcomes['success'].cell()} | {expert} |")
+    lines += ["", "## Outcomes by number of stages (cf. paper Tables 7-11)", "",
+              "| split | stages | " + " | ".join(OUTCOME_TITLES[o] for o in OUTCOMES) + " |",
+              "|---|---:|" + "---|" * len(OUTCOMES)]
+    for row in rows:
+        cells = " | ".join(row.outcomes[o].cell() for o in OUTCOMES)
+        lines.append(f"| {row.split} | {row.stages} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def _summary_rows(rows: Sequence[StageRow]) -> list[dict[str, Any]]:
+    flat = []
+    for row in rows:
+        item: dict[str, Any] = {"split": row.split, "stages": row.stages, "tasks": row.tasks,
+                                "episodes": row.episodes}
+        for name in OUTCOMES:
+            rate = row.outcomes[name]
+            low, high = rate.interval
+            item.update({name: rate.count, f"{name}_rate": round(rate.value, 6),
+                         f"{name}_ci_low": round(low, 6), f"{name}_ci_high": round(high, 6)})
+        if row.expert is not None:
+            low, high = row.expert.interval
+            item.update({"expert_success": row.expert.count,
+                         "expert_success_rate": round(row.expert.value, 6),
+                         "expert_ci_low": round(low, 6), "expert_ci_high": round(high, 6)})
+        flat.append(item)
+    return flat
+
+
+def plot(rows: Sequence[StageRow], folder: Path) -> list[Path]:
+    """Write the two PNG plots; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = [folder / "success_by_stages.png", folder / "outcomes_by_stages.png"]
+    splits = list(dict.fromkeys(row.split for row in rows))
+    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    for split in splits:
+        mine = [row for row in rows if row.split == split]
+        stages = [row.stages for row in mine]
+        for label, rates, style in (("policy", [r.outcomes["success"] for r in mine], "-o"),
+                                    ("expert", [r.expert for r in mine], "--s")):
+            if any(rate is None for rate in rates):
+                continue
+            values = [100 * rate.value for rate in rates]
+            errors = [[100 * (rate.value - rate.interval[0]) for rate in rates],
+                      [100 * (rate.interval[1] - rate.value) for rate in rates]]
+            axis.errorbar(stages, values, yerr=errors, fmt=style, capsize=3,
+                          label=f"{label}, {split} tasks")
+    axis.set(xlabel="number of stages", ylabel="success % (95% CI)", ylim=(-2, 102))
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    _save(figure, paths[0])
+
+    figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4), dpi=100)
+    labels = [f"{row.split}\n{row.stages}" for row in rows]
+    bottom = [0.0] * len(rows)
+    for name in OUTCOMES:
+        values = [100 * row.outcomes[name].value for row in rows]
+        axis.bar(labels, values, bottom=bottom, label=OUTCOME_TITLES[name])
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    axis.set(xlabel="split / number of stages", ylabel="% of episodes", ylim=(0, 100))
+    axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(figure, paths[1])
+    return paths
+
+
+def _save(figure: Any, path: Path) -> None:
+    """Write a figure as PNG atomically and release it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def write_report(folder: Path, results: Sequence[EpisodeResult], *, config: dict[str, Any],
+                 checkpoint: dict[str, Any], timing: dict[str, float]) -> dict[str, Path]:
+    """Write every report file into ``folder`` (atomically each); returns them by name."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = stage_rows(results)
+    episodes = [asdict(result) for result in results]
+    report = {"config": config, "checkpoint": checkpoint, "timing": timing,
+              "by_stages": [row.to_json() for row in rows], "episodes": episodes}
+    files = {"json": folder / "report.json", "episodes_csv": folder / "episodes.csv",
+             "summary_csv": folder / "summary.csv", "markdown": folder / "report.md"}
+    atomic_write_bytes(files["json"], json.dumps(report, indent=1).encode())
+    atomic_write_bytes(files["episodes_csv"], _csv_bytes(episodes))
+    atomic_write_bytes(files["summary_csv"], _csv_bytes(_summary_rows(rows)))
+    title = f"Evaluation of {checkpoint.get('path', 'a policy')}"
+    atomic_write_bytes(files["markdown"], markdown(rows, title).encode())
+    success_plot, outcome_plot = plot(rows, folder)
+    files.update({"success_plot": success_plot, "outcome_plot": outcome_plot})
+    return files

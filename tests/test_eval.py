@@ -1,0 +1,195 @@
+"""Evaluation (paper protocol) and its report; DAgger rounds. Tiny scale, real simulator, real
+processes and files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import HOLDOUT_EVERY, one_line_error, run_cli
+
+from imitate.data import DemoDataset, PairSampler, Stream
+from imitate.data.seeds import stream_of
+from imitate.evaluate import EvalConfig, evaluate
+from imitate.report import OUTCOMES, wilson_interval
+from imitate.train import TrainConfig, train
+
+TIMING_FIELDS = {"policy_seconds", "env_seconds", "demo_seconds", "expert_seconds"}
+
+
+def outcomes_without_timing(results: list) -> list[dict]:
+    return [{k: v for k, v in asdict(r).items() if k not in TIMING_FIELDS} for r in results]
+
+
+@pytest.fixture(scope="module")
+def report(tiny_policy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("eval") / "report"
+    done = run_cli("eval", "--checkpoint", str(tiny_policy), "--tasks", "ab,ba",
+                   "--episodes-per-task", "2", "--ensemble", "2", "--workers", "2", "--out",
+                   str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "report:" in done.stdout
+    return out
+
+
+def test_report_has_every_column_and_its_counts_add_up(report: Path) -> None:
+    data = json.loads((report / "report.json").read_text())
+    assert len(data["episodes"]) == 4
+    assert data["config"]["episodes_per_task"] == 2 and data["config"]["ensemble"] == 2
+    for row in data["by_stages"]:
+        assert sum(row[name]["count"] for name in OUTCOMES) == row["episodes"]
+        assert row["expert_success"]["total"] == row["episodes"]
+        for name in OUTCOMES:
+            low, high = row[name]["ci95"]
+            assert 0.0 <= low <= row[name]["rate"] <= high <= 1.0
+    with (report / "summary.csv").open() as handle:
+        summary = list(csv.DictReader(handle))
+    assert {"split", "stages", "tasks", "episodes", "success", "success_ci_low",
+            "recoverable_failure", "manipulation_failure", "wrong_move",
+            "expert_success_rate"} <= set(summary[0])
+    assert sum(int(row["episodes"]) for row in summary) == 4
+    with (report / "episodes.csv").open() as handle:
+        episodes = list(csv.DictReader(handle))
+    assert [(e["task"], e["episode"]) for e in episodes] == [("ab", "0"), ("ab", "1"),
+                                                             ("ba", "0"), ("ba", "1")]
+    for episode in episodes:
+        assert (episode["success"] == "True") == (episode["failure"] == "")
+    markdown = (report / "report.md").read_text()
+    for title in ("policy success", "expert (Demo) success", "recoverable", "manipulation",
+                  "wrong move"):
+        assert title in markdown
+    for plot in ("success_by_stages.png", "outcomes_by_stages.png"):
+        assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_arguments_give_the_same_episodes(tiny_policy: Path, report: Path) -> None:
+    config = EvalConfig(checkpoint=tiny_policy, tasks=("ab", "ba"), episodes_per_task=2,
+                        ensemble=2, workers=1)
+    again = outcomes_without_timing(evaluate(config))
+    stored = [{k: v for k, v in e.items() if k not in TIMING_FIELDS}
+              for e in json.loads((report / "report.json").read_text())["episodes"]]
+    assert again == stored  # 1 worker in-process vs 2 spawned workers: identical episodes
+    other_seed = outcomes_without_timing(evaluate(EvalConfig(
+        checkpoint=tiny_policy, tasks=("ab",), episodes_per_task=1, ensemble=2, seed=1)))
+    assert other_seed[0]["env_seed"] != stored[0]["env_seed"]
+
+
+def test_evaluation_demos_are_never_training_demos(report: Path, tiny_demos: Path) -> None:
+    episodes = json.loads((report / "report.json").read_text())["episodes"]
+    with DemoDataset(tiny_demos) as data:
+        training = {t: [data.demo(t, i) for i in range(data.num_demos(t))] for t in data.tasks}
+    for episode in episodes:
+        assert stream_of(episode["demo_env_seed"]) == Stream.EVAL_DEMO
+        assert stream_of(episode["env_seed"]) == Stream.EVAL_EPISODE
+        for demo in training[episode["task"]]:
+            assert stream_of(demo.env_seed) == Stream.TRAIN_DEMO
+            assert demo.env_seed != episode["demo_env_seed"]
+
+
+def test_wilson_interval() -> None:
+    assert wilson_interval(0, 10)[0] == 0.0 and 0.25 < wilson_interval(0, 10)[1] < 0.35
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-3) and high == pytest.approx(0.5962, abs=1e-3)
+    assert wilson_interval(10, 10)[1] == 1.0
+
+
+def test_bad_evaluation_input_gives_one_line_errors(tiny_policy: Path, tmp_path: Path) -> None:
+    one_line_error(run_cli("eval", "--checkpoint", str(tmp_path / "absent.pt")), "not found")
+    one_line_error(run_cli("eval", "--checkpoint", str(tiny_policy), "--tasks", "ab,xy"), "'x'")
+    one_line_error(run_cli("eval", "--checkpoint", str(tiny_policy), "--episodes-per-task", "0"),
+                   "--episodes-per-task")
+    one_line_error(run_cli("eval", "--checkpoint", str(tiny_policy), "--ensemble", "0"),
+                   "--ensemble")
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_bytes(b"\x00" * 64)
+    one_line_error(run_cli("eval", "--checkpoint", str(foreign)), "not a readable checkpoint")
+
+
+# --- DAgger ------------------------------------------------------------------------------------
+def dagger_config(demos: Path, out: Path, **overrides: object) -> TrainConfig:
+    settings = {"algo": "dagger", "steps": 6, "tasks_per_batch": 2, "pairs_per_task": 8,
+                "holdout_every": HOLDOUT_EVERY, "log_every": 1, "checkpoint_every": 2,
+                "threads": 1, "quiet": True, "dagger_rounds": 2, "dagger_rollouts": 3,
+                "dagger_full_fraction": 0.34, "dagger_ensemble": 2}
+    settings.update(overrides)
+    return TrainConfig(demos=demos, out=out, **settings)
+
+
+def replay_labels(demo) -> np.ndarray:
+    """The expert's action at every state of a stored rollout, recomputed by replaying it: the
+    clean expert up to the rollout's first stage, then the stored executed actions."""
+    import gymnasium
+
+    import envs
+    from envs.expert import ScriptedExpert
+
+    env = gymnasium.make(envs.ENV_ID)
+    expert = ScriptedExpert()
+    try:
+        _, info = env.reset(seed=demo.env_seed, options={"task": demo.task})
+        while info["stage"] < int(demo.stages[0]):
+            _, _, _, _, info = env.step(expert.act(env))
+        labels = []
+        for action in demo.actions:
+            labels.append(expert.act(env))
+            env.step(action)
+        return np.stack(labels).astype(np.float32)
+    finally:
+        env.close()
+
+
+def test_a_dagger_round_adds_expert_labelled_rollouts_and_training_continues(
+        tiny_demos: Path, tmp_path: Path) -> None:
+    summary = train(dagger_config(tiny_demos, tmp_path / "run"))
+    assert summary.step == 6
+    rounds = sorted((tmp_path / "run" / "dagger").iterdir())
+    assert [r.name for r in rounds] == ["round-01", "round-02"]
+    betas = []
+    for folder in rounds:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["round_complete"] and manifest["kind"] == "aggregate"
+        betas.append(manifest["beta"])
+        with DemoDataset(folder) as data:
+            demos = [data.demo(t, i) for t in data.tasks for i in range(data.num_demos(t))]
+        assert demos and all(stream_of(d.env_seed) == Stream.DAGGER for d in demos)
+        for demo in demos:
+            np.testing.assert_array_equal(replay_labels(demo), demo.labels)
+    assert betas == [0.5, 0.25]
+    with DemoDataset(tiny_demos) as data, DemoDataset(rounds[0]) as first, \
+            DemoDataset(rounds[1]) as second:
+        sampler = PairSampler(data, tasks_per_batch=40, pairs_per_task=1,
+                              rng=np.random.default_rng(0), extra_pairs=(first, second))
+        batch = sampler.sample()
+        assert set(batch.pair_source.tolist()) == {0, 1, 2}  # training draws from the rounds
+        for row in np.flatnonzero(batch.pair_source > 0):
+            source = (first, second)[batch.pair_source[row] - 1]
+            demo = source.demo(data.tasks[batch.task[row]], int(batch.pair_index[row]))
+            np.testing.assert_array_equal(batch.labels[row, 0],
+                                          demo.labels[batch.obs_step[row, 0]])
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert [row["step"] for row in rows] == list(range(1, 7))
+    assert all(np.isfinite(row["loss"]) for row in rows)
+
+
+def test_dagger_resumes_to_the_same_weights(tiny_demos: Path, tmp_path: Path) -> None:
+    import torch
+
+    from imitate.checkpoint import load_checkpoint
+
+    whole = train(dagger_config(tiny_demos, tmp_path / "whole"))
+
+    def interrupt(progress) -> None:
+        if progress.step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # after round 2 (collected at step 4)
+        train(dagger_config(tiny_demos, tmp_path / "parts"), on_progress=interrupt)
+    resumed = train(dagger_config(tiny_demos, tmp_path / "parts", resume=True))
+    assert resumed.start_step == 4
+    a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
+    for name, tensor in a.policy.state_dict().items():
+        assert torch.equal(tensor, b.policy.state_dict()[name]), name
