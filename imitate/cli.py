@@ -84,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     from imitate.train_command import add_train_command
 
     add_train_command(commands)
-    from imitate.eval_command import add_eval_command
+    from imitate.eval_command import add_eval_command, add_render_command
 
     add_eval_command(commands)
+    add_render_command(commands)
 
     quick = commands.add_parser("quickstart", help="the whole pipeline on a small default",
                                 description="Record demos of a few 2- and 3-cube tasks, train "

@@ -41,10 +41,53 @@ def add_eval_command(commands: argparse._SubParsersAction) -> None:
                         f"(default: {_DEFAULTS.seed})")
     parser.add_argument("--no-expert", action="store_true",
                         help="skip the scripted expert's run from each start (the Demo column)")
+    parser.add_argument("--videos", type=int, default=0, metavar="N",
+                        help="also write the first N episodes of each task as mp4 (demo and "
+                        "rollout side by side) into OUT/videos (default: 0)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="report folder (default: eval-SPLIT next to the checkpoint)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_eval)
+
+
+def add_render_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``render`` to the ``imitate`` sub-command set."""
+    from imitate.video import RENDER_EVERY, VIDEO_FPS
+
+    parser = commands.add_parser(
+        "render", help="render an episode (demo and rollout side by side) as mp4",
+        description="Renders episode --episode of 'imitate eval --seed S' for one task: the "
+        "conditioning demo and the policy's rollout side by side, with the task, the stages "
+        f"complete and the outcome written above. Every --every-th control step is rendered; "
+        f"the video plays at {VIDEO_FPS} frames/s.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, metavar="PATH", help="policy checkpoint")
+    source.add_argument("--expert", action="store_true",
+                        help="render the scripted expert instead of a policy")
+    parser.add_argument("--task", required=True, metavar="LAYOUT", help="e.g. 'ab cde'")
+    parser.add_argument("--out", required=True, type=Path, metavar="FILE.mp4")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="root seed, as in 'imitate eval --seed' (default: 0)")
+    parser.add_argument("--episode", type=int, default=0, metavar="I",
+                        help="episode index within the task (default: 0)")
+    parser.add_argument("--ensemble", type=int, default=10, metavar="E",
+                        help="demo subsamples averaged per action (default: 10)")
+    parser.add_argument("--every", type=int, default=RENDER_EVERY, metavar="K",
+                        help=f"render every K-th control step (default: {RENDER_EVERY})")
+    parser.add_argument("--size", type=int, default=256, metavar="PX",
+                        help="side of each view in pixels (default: 256)")
+    parser.set_defaults(handler=_cmd_render)
+
+
+def _cmd_render(args: argparse.Namespace) -> None:
+    from imitate.render import render_episode
+
+    result = render_episode(None if args.expert else args.checkpoint, args.task, args.out,
+                            seed=args.seed, episode=args.episode, ensemble=args.ensemble,
+                            every=args.every, size=args.size)
+    print(f"{result.path}: {result.frames} frames, {'expert' if args.expert else 'policy'} "
+          f"reached stage {result.stage}/{result.num_stages}, outcome {result.outcome} "
+          f"({result.seconds:.1f} s)")
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
@@ -54,12 +97,13 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from imitate.report import stage_rows, write_report
 
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
+    out = args.out or args.checkpoint.parent / f"eval-{'tasks' if tasks else args.split}"
     config = EvalConfig(checkpoint=args.checkpoint, split=args.split, tasks=tasks,
                         episodes_per_task=args.episodes_per_task, ensemble=args.ensemble,
-                        workers=args.workers, seed=args.seed, expert=not args.no_expert)
+                        workers=args.workers, seed=args.seed, expert=not args.no_expert,
+                        videos=args.videos, video_dir=out / "videos")
     saved = load_checkpoint(config.checkpoint)
     total = len(config.task_list()) * config.episodes_per_task
-    out = args.out or config.checkpoint.parent / f"eval-{'tasks' if tasks else config.split}"
     bar = tqdm(total=total, unit="episode", file=sys.stderr, dynamic_ncols=True,
                disable=args.quiet or not sys.stderr.isatty())
     successes = 0
@@ -93,6 +137,9 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                            ("recoverable_failure", "manipulation_failure", "wrong_move"))
         print(f"{row.split:<6} {row.stages:>6} {row.episodes:>8} "
               f"{100 * policy.value:>15.1f}% {expert:>8}  {fails}")
+    videos = [r.video for r in results if r.video]
+    if videos:
+        print(f"videos: {len(videos)} in {out / 'videos'}")
     print(f"report: {files['markdown']} (also report.json, episodes.csv, summary.csv, PNG plots "
           f"in {out})")
 
@@ -113,4 +160,4 @@ def _config_json(config: EvalConfig) -> dict[str, object]:
             "tasks": list(config.tasks) if config.tasks else None,
             "episodes_per_task": config.episodes_per_task, "ensemble": config.ensemble,
             "workers": config.workers, "seed": config.seed, "expert": config.expert,
-            "demo_noise": config.demo_noise()}
+            "demo_noise": config.demo_noise(), "videos": config.videos}

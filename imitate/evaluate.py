@@ -54,6 +54,9 @@ class EvalConfig:
         expert: also run the scripted expert from each episode's initial configuration.
         noise: execution noise of the conditioning demos (m per step); None: the datasets'
             default (``envs.expert.DEFAULT_NOISE_STD``).
+        videos: the first ``videos`` episodes of each task are also written as mp4 (demo and
+            rollout side by side) into ``video_dir``.
+        video_dir: folder for those videos (required when ``videos`` > 0).
     """
 
     checkpoint: Path
@@ -65,6 +68,8 @@ class EvalConfig:
     seed: int = 0
     expert: bool = True
     noise: float | None = None
+    videos: int = 0
+    video_dir: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
@@ -81,6 +86,10 @@ class EvalConfig:
             raise ValueError(f"--noise must be a finite std >= 0, got {self.noise}")
         if self.tasks is not None and not self.tasks:
             raise ValueError("--tasks lists no task")
+        if self.videos < 0:
+            raise ValueError(f"--videos must be >= 0, got {self.videos}")
+        if self.videos and self.video_dir is None:
+            raise ValueError("videos need a video_dir")
 
     def task_list(self) -> list[tuple[str, str]]:
         """(split, layout) pairs to evaluate, in a fixed order; ``ValueError`` on a bad layout."""
@@ -116,6 +125,7 @@ class EpisodeJob(NamedTuple):
     ensemble: int
     expert: bool
     noise: float
+    video_dir: str | None = None
 
 
 @dataclass
@@ -144,24 +154,34 @@ class EpisodeResult:
     env_seconds: float
     demo_seconds: float
     expert_seconds: float
+    video: str | None = None
 
 
 def episode_jobs(config: EvalConfig) -> list[EpisodeJob]:
     """Every episode of the evaluation, in report order (task, then episode index)."""
     noise = config.demo_noise()
-    return [EpisodeJob(split, layout, episode, config.seed, config.ensemble, config.expert, noise)
+    video_dir = str(config.video_dir) if config.video_dir is not None else None
+    return [EpisodeJob(split, layout, episode, config.seed, config.ensemble, config.expert, noise,
+                       video_dir if episode < config.videos else None)
             for split, layout in config.task_list()
             for episode in range(config.episodes_per_task)]
 
 
-def run_policy(env: Any, agent_factory: Callable[[], Any], layout: str, env_seed: int
-               ) -> tuple[dict[str, Any], int, float, float]:
-    """Run an agent greedily for one episode; returns (last info, steps, policy s, env s)."""
+StepHook = Callable[[Any, dict[str, Any], bool], None]
+
+
+def run_policy(env: Any, agent_factory: Callable[[], Any], layout: str, env_seed: int,
+               on_step: StepHook | None = None) -> tuple[dict[str, Any], int, float, float]:
+    """Run an agent greedily for one episode; returns (last info, steps, policy s, env s).
+
+    ``on_step(env, info, done)`` hears the reset and every step (for example to render)."""
     start = time.perf_counter()
     agent = agent_factory()
     policy_seconds = time.perf_counter() - start
     env_seconds = 0.0
     observation, info = env.reset(seed=env_seed, options={"task": layout})
+    if on_step is not None:
+        on_step(env, info, False)
     steps = 0
     while True:
         start = time.perf_counter()
@@ -171,36 +191,71 @@ def run_policy(env: Any, agent_factory: Callable[[], Any], layout: str, env_seed
         policy_seconds += middle - start
         env_seconds += time.perf_counter() - middle
         steps += 1
+        if on_step is not None:
+            on_step(env, info, terminated or truncated)
         if terminated or truncated:
             return info, steps, policy_seconds, env_seconds
 
 
-def run_expert(env: Any, expert: Any, layout: str, env_seed: int) -> dict[str, Any]:
+def run_expert(env: Any, expert: Any, layout: str, env_seed: int,
+               on_step: StepHook | None = None) -> dict[str, Any]:
     """The clean expert from ``env_seed``'s initial configuration; returns the last info."""
-    env.reset(seed=env_seed, options={"task": layout})
+    _, info = env.reset(seed=env_seed, options={"task": layout})
+    if on_step is not None:
+        on_step(env, info, False)
     while True:
         _, _, terminated, truncated, info = env.step(expert.act(env))
+        if on_step is not None:
+            on_step(env, info, terminated or truncated)
         if terminated or truncated:
             return info
+
+
+def record_conditioning_demo(env: Any, expert: Any, layout: str, episode: int, root_seed: int,
+                             noise: float, recorders: list | None = None,
+                             every: int | None = None) -> Any:
+    """The conditioning demo of an evaluation episode (``Stream.EVAL_DEMO``); when
+    ``recorders`` is a list, a fresh ``FrameRecorder`` per attempt is appended to it (the last
+    one rendered the demo returned), keeping every ``every``-th frame."""
+    from imitate.video import RENDER_EVERY, FrameRecorder
+
+    def new_recorder() -> StepHook:
+        recorders.append(FrameRecorder(every=every or RENDER_EVERY))
+        return recorders[-1]
+
+    recorded = record_demo(env, expert, DemoJob(0, layout, episode, Stream.EVAL_DEMO, root_seed,
+                                                noise, DEMO_ATTEMPTS),
+                           on_attempt=None if recorders is None else new_recorder)
+    if recorded.demo is None:
+        raise RuntimeError(f"the expert failed {DEMO_ATTEMPTS} times to demonstrate "
+                           f"{layout!r} (episode {episode})")
+    return recorded
 
 
 def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeResult:
     """One evaluation episode (see the module docstring for the protocol)."""
     from imitate.agent import agent_for_demo
+    from imitate.video import FrameRecorder, compose, write_mp4
 
-    recorded = record_demo(env, expert, DemoJob(0, job.layout, job.episode, Stream.EVAL_DEMO,
-                                                job.root_seed, job.noise, DEMO_ATTEMPTS))
-    if recorded.demo is None:
-        raise RuntimeError(f"the expert failed {DEMO_ATTEMPTS} times to demonstrate "
-                           f"{job.layout!r} (episode {job.episode})")
+    demo_frames: list | None = [] if job.video_dir else None
+    recorded = record_conditioning_demo(env, expert, job.layout, job.episode, job.root_seed,
+                                        job.noise, demo_frames)
     demo = recorded.demo
     seeds = demo_seeds(job.root_seed, Stream.EVAL_EPISODE, job.layout, job.episode)
 
     def make_agent() -> Any:
         return agent_for_demo(policy, demo, ensemble=job.ensemble, seed=seeds.noise_seed)
 
+    episode_frames = FrameRecorder() if job.video_dir else None
     info, steps, policy_seconds, env_seconds = run_policy(env, make_agent, job.layout,
-                                                          seeds.env_seed)
+                                                          seeds.env_seed, episode_frames)
+    video = None
+    if job.video_dir is not None and demo_frames and episode_frames is not None:
+        outcome = "success" if info["is_success"] else str(info.get("failure"))
+        name = f"{job.layout.replace(' ', '_')}-ep{job.episode:03d}-{outcome}.mp4"
+        frames = compose(job.layout, int(info["num_stages"]),
+                         [("demo", demo_frames[-1]), ("policy", episode_frames)])
+        video = str(write_mp4(Path(job.video_dir) / name, frames))
     expert_info: dict[str, Any] = {}
     start = time.perf_counter()
     if job.expert:
@@ -214,7 +269,7 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
         expert_success=bool(expert_info["is_success"]) if job.expert else None,
         expert_failure=expert_info.get("failure") if job.expert else None,
         policy_seconds=policy_seconds, env_seconds=env_seconds, demo_seconds=recorded.seconds,
-        expert_seconds=expert_seconds)
+        expert_seconds=expert_seconds, video=video)
 
 
 # --- workers -----------------------------------------------------------------------------------
@@ -232,7 +287,8 @@ def _make_worker(checkpoint: Path, threads: int | None) -> tuple[Any, Any, Any]:
     if threads is not None:
         torch.set_num_threads(threads)
     policy = load_checkpoint(checkpoint).policy
-    return policy, gymnasium.make(envs.ENV_ID, **env_kwargs()), ScriptedExpert()
+    env = gymnasium.make(envs.ENV_ID, render_mode="rgb_array", **env_kwargs())  # renders on demand
+    return policy, env, ScriptedExpert()
 
 
 def _init_worker(checkpoint: Path) -> None:

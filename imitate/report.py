@@ -205,6 +205,13 @@ def plot(rows: Sequence[StageRow], folder: Path) -> list[Path]:
     return paths
 
 
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(folder.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _save(figure: Any, path: Path) -> None:
     """Write a figure as PNG atomically and release it."""
     import io
@@ -233,7 +240,12 @@ def write_report(folder: Path, results: Sequence[EpisodeResult], *, config: dict
     atomic_write_bytes(files["episodes_csv"], _csv_bytes(episodes))
     atomic_write_bytes(files["summary_csv"], _csv_bytes(_summary_rows(rows)))
     title = f"Evaluation of {checkpoint.get('path', 'a policy')}"
-    atomic_write_bytes(files["markdown"], markdown(rows, title).encode())
+    text = markdown(rows, title)
+    videos = [Path(r.video) for r in results if r.video]
+    if videos:
+        text += "\n## Videos\n\n" + "".join(f"- [{v.name}]({_relative(v, folder)})\n"
+                                            for v in videos)
+    atomic_write_bytes(files["markdown"], text.encode())
     success_plot, outcome_plot = plot(rows, folder)
     files.update({"success_plot": success_plot, "outcome_plot": outcome_plot})
     return files

@@ -18,7 +18,7 @@ from imitate.evaluate import EvalConfig, evaluate
 from imitate.report import OUTCOMES, wilson_interval
 from imitate.train import TrainConfig, train
 
-TIMING_FIELDS = {"policy_seconds", "env_seconds", "demo_seconds", "expert_seconds"}
+TIMING_FIELDS = {"policy_seconds", "env_seconds", "demo_seconds", "expert_seconds", "video"}
 
 
 def outcomes_without_timing(results: list) -> list[dict]:
@@ -30,7 +30,7 @@ def report(tiny_policy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("eval") / "report"
     done = run_cli("eval", "--checkpoint", str(tiny_policy), "--tasks", "ab,ba",
                    "--episodes-per-task", "2", "--ensemble", "2", "--workers", "2", "--out",
-                   str(out), "--quiet")
+                   str(out), "--videos", "1", "--quiet")
     assert done.returncode == 0, done.stderr
     assert "report:" in done.stdout
     return out
@@ -64,6 +64,54 @@ def test_report_has_every_column_and_its_counts_add_up(report: Path) -> None:
         assert title in markdown
     for plot in ("success_by_stages.png", "outcomes_by_stages.png"):
         assert (report / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def read_video(path: Path) -> list[np.ndarray]:
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(path) as reader:
+        return [np.asarray(frame) for frame in reader]
+
+
+def test_eval_videos_are_listed_and_read_back(report: Path) -> None:
+    videos = sorted((report / "videos").glob("*.mp4"))
+    assert [v.name.split("-ep")[0] for v in videos] == ["ab", "ba"]  # first episode of each
+    episodes = json.loads((report / "report.json").read_text())["episodes"]
+    for video in videos:
+        episode = next(e for e in episodes if e["video"] and Path(e["video"]).name == video.name)
+        outcome = "success" if episode["success"] else episode["failure"]
+        assert video.name == f"{episode['task']}-ep000-{outcome}.mp4"
+        assert f"videos/{video.name}" in (report / "report.md").read_text()
+        frames = read_video(video)
+        assert frames[0].shape == (296, 512, 3)  # 40 px header over two 256 px views
+        assert not np.array_equal(frames[0], frames[-1])
+
+
+def test_render_writes_a_side_by_side_mp4(tiny_policy: Path, tmp_path: Path) -> None:
+    out = tmp_path / "episode.mp4"
+    done = run_cli("render", "--checkpoint", str(tiny_policy), "--task", "ab", "--out", str(out),
+                   "--ensemble", "2", "--every", "5", "--size", "128")
+    assert done.returncode == 0, done.stderr
+    frames = read_video(out)
+    assert done.stdout.startswith(f"{out}: {len(frames)} frames")
+    assert frames[0].shape == (168, 256, 3)  # 40 px header over two 128 px views
+    assert frames[0].std() > 10  # not blank
+    assert not np.array_equal(frames[0], frames[-1])
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+    expert = tmp_path / "expert.mp4"
+    done = run_cli("render", "--expert", "--task", "ab", "--out", str(expert), "--every", "5",
+                   "--size", "128")
+    assert done.returncode == 0 and "outcome success" in done.stdout, done.stdout
+
+
+def test_bad_render_input_gives_one_line_errors(tiny_policy: Path, tmp_path: Path) -> None:
+    base = ("render", "--checkpoint", str(tiny_policy), "--task")
+    one_line_error(run_cli(*base, "ab", "--out", str(tmp_path / "x.gif")), ".mp4")
+    one_line_error(run_cli(*base, "aa", "--out", str(tmp_path / "x.mp4")), "repeated")
+    one_line_error(run_cli(*base, "ab", "--out", str(tmp_path / "x.mp4"), "--every", "0"),
+                   "--every")
+    one_line_error(run_cli("render", "--checkpoint", str(tmp_path / "absent.pt"), "--task", "ab",
+                           "--out", str(tmp_path / "x.mp4")), "not found")
 
 
 def test_same_arguments_give_the_same_episodes(tiny_policy: Path, report: Path) -> None:

@@ -37,12 +37,14 @@ class RolloutTiming:
 
 
 def rollout(env: Any, expert: Any, layout: str, seeds: DemoSeeds, noise: float, *,
-            index: int = 0, attempt: int = 0, timing: RolloutTiming | None = None) -> fmt.Demo:
+            index: int = 0, attempt: int = 0, timing: RolloutTiming | None = None,
+            on_step: Callable[[Any, dict[str, Any], bool], None] | None = None) -> fmt.Demo:
     """Run the expert for one episode of ``layout`` and return it as a ``Demo``.
 
     Executed actions are ``noisy_action(clean, noise, rng)`` with ``rng`` seeded by
     ``seeds.noise_seed``; the labels are the clean actions. The episode ends when the env
-    terminates or truncates; ``success`` is the last ``info["is_success"]``.
+    terminates or truncates; ``success`` is the last ``info["is_success"]``. ``on_step(env, info,
+    done)`` is called after the reset and after every step (for example to render frames).
     """
     from envs.expert import noisy_action
 
@@ -51,6 +53,8 @@ def rollout(env: Any, expert: Any, layout: str, seeds: DemoSeeds, noise: float, 
     start = time.perf_counter()
     observation, info = env.reset(seed=seeds.env_seed, options={"task": layout})
     timing.env += time.perf_counter() - start
+    if on_step is not None:
+        on_step(env, info, False)
     observations, stages, actions, labels = [observation], [info["stage"]], [], []
     while True:
         start = time.perf_counter()
@@ -64,6 +68,8 @@ def rollout(env: Any, expert: Any, layout: str, seeds: DemoSeeds, noise: float, 
         stages.append(info["stage"])
         actions.append(executed)
         labels.append(clean)
+        if on_step is not None:
+            on_step(env, info, terminated or truncated)
         if terminated or truncated:
             break
     stage_array = np.asarray(stages, dtype=np.int8)
@@ -103,14 +109,20 @@ class DemoResult:
     timing: RolloutTiming
 
 
-def record_demo(env: Any, expert: Any, job: DemoJob) -> DemoResult:
-    """Roll out attempts 0, 1, ... of ``job`` until one succeeds or ``max_attempts`` fail."""
+def record_demo(env: Any, expert: Any, job: DemoJob,
+                on_attempt: Callable[[], Callable[[Any, dict[str, Any], bool], None]] | None = None
+                ) -> DemoResult:
+    """Roll out attempts 0, 1, ... of ``job`` until one succeeds or ``max_attempts`` fail.
+
+    ``on_attempt()``, when given, is called before each attempt and returns that attempt's
+    ``on_step`` hook (see ``rollout``)."""
     start = time.perf_counter()
     timing = RolloutTiming()
     for attempt in range(job.max_attempts):
         seeds = demo_seeds(job.root_seed, Stream(job.stream), job.layout, job.index, attempt)
         demo = rollout(env, expert, job.layout, seeds, job.noise, index=job.index,
-                       attempt=attempt, timing=timing)
+                       attempt=attempt, timing=timing,
+                       on_step=None if on_attempt is None else on_attempt())
         if demo.success:
             return DemoResult(job, demo, attempt + 1, time.perf_counter() - start, timing)
     return DemoResult(job, None, job.max_attempts, time.perf_counter() - start, timing)

@@ -1,0 +1,79 @@
+"""``imitate render``: one evaluation episode as a video, demo and rollout side by side.
+
+The episode is episode ``episode`` of ``imitate eval --seed SEED`` for that task: the same
+conditioning demo (evaluation-demo stream) and the same initial configuration
+(evaluation-episode stream), so a video shows exactly what the report counted. With no checkpoint
+the scripted expert (without noise) acts instead of a policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imitate.video import RENDER_EVERY, FrameRecorder, compose, write_mp4
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    path: Path
+    frames: int
+    outcome: str
+    stage: int
+    num_stages: int
+    seconds: float
+
+
+def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int = 0,
+                   episode: int = 0, ensemble: int = 10, every: int = RENDER_EVERY,
+                   size: int = 256) -> RenderResult:
+    """Render the episode and write ``out`` (mp4); ``checkpoint`` None renders the expert."""
+    import time
+
+    import gymnasium
+
+    import envs
+    from envs.expert import DEFAULT_NOISE_STD, ScriptedExpert
+    from imitate.agent import agent_for_demo
+    from imitate.checkpoint import load_checkpoint
+    from imitate.data.record import env_kwargs
+    from imitate.data.seeds import Stream, demo_seeds
+    from imitate.evaluate import record_conditioning_demo, run_expert, run_policy
+
+    if every < 1:
+        raise ValueError(f"--every must be at least 1, got {every}")
+    if episode < 0 or seed < 0:
+        raise ValueError("--seed and --episode must be >= 0")
+    if ensemble < 1:
+        raise ValueError(f"--ensemble must be at least 1, got {ensemble}")
+    if Path(out).suffix.lower() != ".mp4":
+        raise ValueError(f"--out must name an .mp4 file, got {out}")
+    layout = envs.parse_task(task).layout
+    policy = load_checkpoint(checkpoint).policy if checkpoint is not None else None
+    start = time.perf_counter()
+    env = gymnasium.make(envs.ENV_ID, render_mode="rgb_array", render_size=size, **env_kwargs())
+    expert = ScriptedExpert()
+    try:
+        demo_views: list[Any] = []
+        demo = record_conditioning_demo(env, expert, layout, episode, seed, DEFAULT_NOISE_STD,
+                                        demo_views, every).demo
+        seeds = demo_seeds(seed, Stream.EVAL_EPISODE, layout, episode)
+        rollout = FrameRecorder(every=every)
+        if policy is None:
+            info = run_expert(env, expert, layout, seeds.env_seed, rollout)
+            role = "expert"
+        else:
+            def make_agent() -> Any:
+                return agent_for_demo(policy, demo, ensemble=ensemble, seed=seeds.noise_seed)
+
+            info = run_policy(env, make_agent, layout, seeds.env_seed, rollout)[0]
+            role = "policy"
+    finally:
+        env.close()
+    frames = compose(layout, int(info["num_stages"]), [("demo", demo_views[-1]),
+                                                        (role, rollout)])
+    path = write_mp4(Path(out), frames)
+    return RenderResult(path=path, frames=len(frames), outcome=str(rollout.outcome),
+                        stage=int(info["stage"]), num_stages=int(info["num_stages"]),
+                        seconds=time.perf_counter() - start)
