@@ -56,6 +56,15 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     print(f"  {'best constant action':<24}{result.constant_accuracy:>18.3f}")
     print(f"  (share of the 4 action heads matching the expert, {result.held_out_frames} "
           "held-out frames)")
+    print(f"\n  {'unseen task':<12}{'episodes':>9}{'policy success':>16}{'expert success':>16}")
+    for task in dict.fromkeys(e.task for e in result.episodes):
+        mine = [e for e in result.episodes if e.task == task]
+        wins = sum(e.success for e in mine)
+        expert = sum(bool(e.expert_success) for e in mine)
+        print(f"  {task:<12}{len(mine):>9}{f'{wins}/{len(mine)}':>16}"
+              f"{f'{expert}/{len(mine)}':>16}")
+    print(f"  report      {result.report}")
+    print(f"  video       {result.video}")
 
 
 class _Parser(argparse.ArgumentParser):

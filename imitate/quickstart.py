@@ -1,10 +1,12 @@
 """``imitate quickstart``: the pipeline end to end on a small embedded default.
 
-Steps: record expert demos of a few 2- and 3-cube training tasks (``imitate demos generate``),
-verify them, train a BC policy on them (``imitate train``), and measure its greedy action accuracy
-on held-out demos. ``tiny`` (``--tiny`` or ``IMITATE_QUICKSTART_TINY=1``) runs the same path at a
-size CI can afford (about a minute). Everything goes under one folder (default ``runs/quickstart``)
-and a re-run resumes what is there.
+Steps: record expert demos of the suite's 2- and 3-cube training tasks (``imitate demos
+generate``), verify them, train a BC policy on them (``imitate train``), score its greedy action
+accuracy on held-out demos, evaluate it (``imitate eval``) on 3-cube layouts it never saw in
+training, and render one episode (``imitate render``). ``tiny`` (``--tiny`` or
+``IMITATE_QUICKSTART_TINY=1``) runs the same path at a size CI can afford (about a minute).
+Everything goes under one folder (default ``runs/quickstart``); a re-run resumes the demos and the
+training run that are there.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ from imitate import actions
 from imitate.agent import agent_for_demo
 from imitate.checkpoint import load_checkpoint
 from imitate.data import DemoDataset, GenerateConfig, generate, holdout_split, verify_dataset
+from imitate.evaluate import EpisodeResult, EvalConfig, evaluate
+from imitate.render import render_episode
+from imitate.report import write_report
 from imitate.train import TrainConfig, TrainSummary, train
 
 logger = logging.getLogger(__name__)
 
-#: Training tasks of the default pipeline: 2- and 3-cube layouts (1 and 2 stages).
-QUICKSTART_TASKS = ("ab", "ba", "abc", "bca", "cab", "ac b")
+#: Training tasks: every suite training task of 2 or 3 cubes (1 and 2 stages).
+QUICKSTART_TASKS = ("ab", "ba", "ab c", "b ca", "a cb", "abc", "cab")
+#: Unseen evaluation tasks of the same size: 3-cube towers in no training set of the suite.
+QUICKSTART_TEST_TASKS = ("acb", "bac", "bca", "cba")
 TINY_ENV = "IMITATE_QUICKSTART_TINY"
 
 
@@ -50,6 +57,14 @@ class QuickstartConfig:
     def holdout_every(self) -> int:
         return 4 if self.tiny else 10
 
+    @property
+    def episodes_per_task(self) -> int:
+        return 1 if self.tiny else 5
+
+    @property
+    def ensemble(self) -> int:
+        return 2 if self.tiny else 10
+
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"--workers must be at least 1, got {self.workers}")
@@ -65,6 +80,9 @@ class QuickstartResult:
     held_out_accuracy: float
     constant_accuracy: float
     held_out_frames: int
+    report: Path
+    episodes: list[EpisodeResult]
+    video: Path
 
 
 def held_out_accuracy(checkpoint: Path, demos: Path, holdout_every: int, *, ensemble: int = 10,
@@ -117,6 +135,20 @@ def run_quickstart(config: QuickstartConfig,
     on_stage("scoring greedy actions on held-out demos")
     accuracy, constant, frames = held_out_accuracy(checkpoint, demos, config.holdout_every,
                                                    seed=config.seed)
+    report = config.out / "eval"
+    on_stage(f"evaluating on {len(QUICKSTART_TEST_TASKS)} unseen tasks, "
+             f"{config.episodes_per_task} episodes each, into {report}")
+    episodes = evaluate(EvalConfig(checkpoint=checkpoint, tasks=QUICKSTART_TEST_TASKS,
+                                   episodes_per_task=config.episodes_per_task,
+                                   ensemble=config.ensemble, workers=config.workers,
+                                   seed=config.seed))
+    write_report(report, episodes, config={"quickstart": True, "tiny": config.tiny},
+                 checkpoint={"path": str(checkpoint), "step": summary.step}, timing={})
+    video = config.out / "videos" / f"{QUICKSTART_TEST_TASKS[0]}-ep000.mp4"
+    on_stage(f"rendering episode 0 of {QUICKSTART_TEST_TASKS[0]!r} into {video}")
+    render_episode(checkpoint, QUICKSTART_TEST_TASKS[0], video, seed=config.seed,
+                   ensemble=config.ensemble)
     return QuickstartResult(demos=demos, run=run, train_summary=summary,
                             held_out_accuracy=accuracy, constant_accuracy=constant,
-                            held_out_frames=frames)
+                            held_out_frames=frames, report=report / "report.md",
+                            episodes=episodes, video=video)

@@ -145,6 +145,11 @@ def test_tiny_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "quickstart (tiny) done" in done.stdout
     assert (tmp_path / "qs" / "run" / "policy.pt").is_file()
+    assert "unseen task" in done.stdout and (tmp_path / "qs" / "eval" / "report.md").is_file()
+    import imageio.v2 as imageio
+
+    with imageio.get_reader(tmp_path / "qs" / "videos" / "acb-ep000.mp4") as reader:
+        assert reader.count_frames() > 20
     assert run_cli("demos", "verify", str(tmp_path / "qs" / "demos")).returncode == 0
     rerun = run_cli("quickstart", "--tiny", "--out", str(tmp_path / "qs"))
     assert rerun.returncode == 0, rerun.stderr  # resumes: the data and the run are kept
