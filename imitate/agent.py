@@ -59,8 +59,7 @@ class OneShotAgent:
         self._block_mask = torch.ones(1, k, dtype=torch.bool, device=self.device)
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(array), dtype=torch.float32,
-                               device=self.device)
+        return torch.tensor(array, dtype=torch.float32, device=self.device)  # a copy
 
     @torch.no_grad()
     def probabilities(self, observation: Mapping[str, np.ndarray]

@@ -94,18 +94,31 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+def read_checkpoint_bytes(path: str | os.PathLike) -> bytes:
+    """The checkpoint file's bytes (read once, then handed to ``load_checkpoint(data=...)`` in
+    several processes so that all of them use the same version of a file being rewritten)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path.read_bytes()
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", *,
+                    data: bytes | None = None) -> Checkpoint:
     """Read and validate a checkpoint; the policy comes back in eval mode on ``device``.
+
+    ``data``: the file's bytes when already read (``read_checkpoint_bytes``); ``path`` then only
+    names it in messages.
 
     Raises:
         CheckpointError: missing file, not a torch file, not an imitate checkpoint, a newer format,
             an action set that differs from this installation's, or weights that do not fit.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    if data is None:
+        data = read_checkpoint_bytes(path)
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None

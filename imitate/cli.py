@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -43,7 +44,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     from imitate.quickstart import TINY_ENV, QuickstartConfig, run_quickstart
 
     tiny = args.tiny or os.environ.get(TINY_ENV, "") not in ("", "0")
-    config = QuickstartConfig(out=args.out, tiny=tiny, workers=args.workers, seed=args.seed)
+    out = args.out or Path("runs/quickstart-tiny" if tiny else "runs/quickstart")
+    config = QuickstartConfig(out=out, tiny=tiny, workers=args.workers, seed=args.seed)
     result = run_quickstart(config, on_stage=lambda text: print(f"== {text}", flush=True))
     summary = result.train_summary
     print(f"\nquickstart{' (tiny)' if tiny else ''} done:")
@@ -101,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     quick = commands.add_parser("quickstart", help="the whole pipeline on a small default",
                                 description="Record demos of a few 2- and 3-cube tasks, train "
                                 "a BC policy on them and score it on held-out demos.")
-    quick.add_argument("--out", type=Path, default=Path("runs/quickstart"), metavar="DIR",
-                       help="folder for every artefact (default: runs/quickstart)")
+    quick.add_argument("--out", type=Path, default=None, metavar="DIR",
+                       help="folder for every artefact (default: runs/quickstart, or "
+                       "runs/quickstart-tiny with --tiny)")
     quick.add_argument("--tiny", action="store_true",
                        help="CI size, about a minute (also IMITATE_QUICKSTART_TINY=1)")
     quick.add_argument("--workers", type=int, default=2, metavar="W",
@@ -119,14 +122,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         args.handler(args)
+    except BrokenPipeError:  # the reader went away (``imitate tasks | head -1``): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
+        return 0
     except (CommandError, ValueError, OSError) as error:
         print(f"imitate: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("imitate: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
     return 0
 
 

@@ -178,7 +178,7 @@ def collect_round(run: Path, round_number: int, policy: Any, dataset: DemoDatase
     try:
         for index in range(config.rollouts):
             task = dataset.tasks[int(rng.integers(len(dataset.tasks)))]
-            positions = condition_positions[task]
+            positions = np.intersect1d(condition_positions[task], dataset.successful(task))
             conditioning = dataset.demo(task, int(rng.choice(positions)))
             seeds = demo_seeds(seed, Stream.DAGGER, task, round_number * 1_000_000 + index)
             agent = agent_for_demo(policy, conditioning, ensemble=config.ensemble,

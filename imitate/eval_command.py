@@ -93,7 +93,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
 def _cmd_eval(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from imitate.checkpoint import load_checkpoint
+    from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
     from imitate.report import stage_rows, write_report
 
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
@@ -102,7 +102,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                         episodes_per_task=args.episodes_per_task, ensemble=args.ensemble,
                         workers=args.workers, seed=args.seed, expert=not args.no_expert,
                         videos=args.videos, video_dir=out / "videos")
-    saved = load_checkpoint(config.checkpoint)
+    data = read_checkpoint_bytes(config.checkpoint)
+    saved = load_checkpoint(config.checkpoint, data=data)
     total = len(config.task_list()) * config.episodes_per_task
     bar = tqdm(total=total, unit="episode", file=sys.stderr, dynamic_ncols=True,
                disable=args.quiet or not sys.stderr.isatty())
@@ -116,7 +117,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     start = time.perf_counter()
     with bar:
-        results = evaluate(config, on_episode=update)
+        results = evaluate(config, on_episode=update, checkpoint_data=data)
     seconds = time.perf_counter() - start
     timing = _timing(results, seconds, config.workers)
     files = write_report(out, results, config=_config_json(config),

@@ -24,7 +24,7 @@ import math
 import multiprocessing as mp
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -37,6 +37,10 @@ SPLITS = ("train", "test", "all")
 FAILURE_CLASSES = ("recoverable_failure", "manipulation_failure", "wrong_move")
 #: Attempts allowed to record one conditioning demo before the evaluation gives up.
 DEMO_ATTEMPTS = 50
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot go on (message says why); the CLI prints it as one line."""
 
 
 @dataclass(frozen=True)
@@ -220,15 +224,15 @@ def record_conditioning_demo(env: Any, expert: Any, layout: str, episode: int, r
     from imitate.video import RENDER_EVERY, FrameRecorder
 
     def new_recorder() -> StepHook:
-        recorders.append(FrameRecorder(every=every or RENDER_EVERY))
+        recorders[:] = [FrameRecorder(every=every or RENDER_EVERY)]  # only the last attempt's
         return recorders[-1]
 
     recorded = record_demo(env, expert, DemoJob(0, layout, episode, Stream.EVAL_DEMO, root_seed,
                                                 noise, DEMO_ATTEMPTS),
                            on_attempt=None if recorders is None else new_recorder)
     if recorded.demo is None:
-        raise RuntimeError(f"the expert failed {DEMO_ATTEMPTS} times to demonstrate "
-                           f"{layout!r} (episode {episode})")
+        raise EvaluationError(f"the expert failed {DEMO_ATTEMPTS} times to demonstrate "
+                              f"{layout!r} (episode {episode}, seed {root_seed})")
     return recorded
 
 
@@ -252,7 +256,8 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
     video = None
     if job.video_dir is not None and demo_frames and episode_frames is not None:
         outcome = "success" if info["is_success"] else str(info.get("failure"))
-        name = f"{job.layout.replace(' ', '_')}-ep{job.episode:03d}-{outcome}.mp4"
+        name = (f"{job.layout.replace(' ', '_')}-s{job.root_seed}-ep{job.episode:03d}-"
+                f"{outcome}.mp4")
         frames = compose(job.layout, int(info["num_stages"]),
                          [("demo", demo_frames[-1]), ("policy", episode_frames)])
         video = str(write_mp4(Path(job.video_dir) / name, frames))
@@ -276,7 +281,7 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
 _WORKER: tuple[Any, Any, Any] | None = None
 
 
-def _make_worker(checkpoint: Path, threads: int | None) -> tuple[Any, Any, Any]:
+def _make_worker(checkpoint: bytes, threads: int | None) -> tuple[Any, Any, Any]:
     import gymnasium
     import torch
 
@@ -286,12 +291,12 @@ def _make_worker(checkpoint: Path, threads: int | None) -> tuple[Any, Any, Any]:
 
     if threads is not None:
         torch.set_num_threads(threads)
-    policy = load_checkpoint(checkpoint).policy
+    policy = load_checkpoint("policy.pt", data=checkpoint).policy
     env = gymnasium.make(envs.ENV_ID, render_mode="rgb_array", **env_kwargs())  # renders on demand
     return policy, env, ScriptedExpert()
 
 
-def _init_worker(checkpoint: Path) -> None:
+def _init_worker(checkpoint: bytes) -> None:
     global _WORKER
     _WORKER = _make_worker(checkpoint, threads=1)
 
@@ -302,9 +307,10 @@ def _work(job: EpisodeJob) -> EpisodeResult:
 
 
 @contextlib.contextmanager
-def episode_runner(checkpoint: Path, workers: int
+def episode_runner(checkpoint: bytes, workers: int
                    ) -> Iterator[Callable[[list[EpisodeJob]], Iterator[EpisodeResult]]]:
-    """Map jobs to results (completion order): in-process for 1 worker, else spawn workers."""
+    """Map jobs to results (completion order): in-process for 1 worker, else spawn workers,
+    each loading the policy from the checkpoint's bytes."""
     if workers == 1:
         policy, env, expert = _make_worker(checkpoint, threads=None)
         try:
@@ -317,27 +323,27 @@ def episode_runner(checkpoint: Path, workers: int
         yield lambda jobs: pool.imap_unordered(_work, jobs, chunksize=1)
 
 
-def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None] | None = None
-             ) -> list[EpisodeResult]:
+def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None] | None = None,
+             checkpoint_data: bytes | None = None) -> list[EpisodeResult]:
     """Run every episode; results come back in ``episode_jobs`` order.
 
-    ``on_episode(result, total)`` hears each finished episode (completion order). Raises
-    ``CheckpointError`` (a ``ValueError``) for a missing or bad checkpoint, before any work.
+    ``on_episode(result, total)`` hears each finished episode (completion order).
+    ``checkpoint_data``: the checkpoint's bytes if already read (every worker then uses exactly
+    them, even if the file is being rewritten). Raises ``CheckpointError`` (a ``ValueError``) for
+    a missing or bad checkpoint, before any work.
     """
-    from imitate.checkpoint import load_checkpoint
+    from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
 
-    load_checkpoint(config.checkpoint)  # fail fast, in this process, with a clear message
+    if checkpoint_data is None:
+        checkpoint_data = read_checkpoint_bytes(config.checkpoint)
+    load_checkpoint(config.checkpoint, data=checkpoint_data)  # fail fast, with a clear message
     jobs = episode_jobs(config)
     order = {(job.layout, job.episode): i for i, job in enumerate(jobs)}
     results: list[EpisodeResult | None] = [None] * len(jobs)
-    with episode_runner(config.checkpoint, config.workers) as run:
+    with episode_runner(checkpoint_data, min(config.workers, len(jobs))) as run:
         for result in run(jobs):
             results[order[(result.task, result.episode)]] = result
             if on_episode is not None:
                 on_episode(result, len(jobs))
     return [r for r in results if r is not None]
 
-
-def results_to_rows(results: list[EpisodeResult]) -> list[dict[str, Any]]:
-    """Episodes as plain dicts (JSON / CSV rows)."""
-    return [asdict(result) for result in results]

@@ -47,6 +47,9 @@ def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int =
         raise ValueError("--seed and --episode must be >= 0")
     if ensemble < 1:
         raise ValueError(f"--ensemble must be at least 1, got {ensemble}")
+    if size < 64 or size % 8:
+        raise ValueError(f"--size must be a multiple of 8 and at least 64 px (H.264 blocks), "
+                         f"got {size}")
     if Path(out).suffix.lower() != ".mp4":
         raise ValueError(f"--out must name an .mp4 file, got {out}")
     layout = envs.parse_task(task).layout

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -333,8 +334,15 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     saved_config = _check_run_folder(config)
+    with _open_dataset(config.demos) as dataset:
+        return _train(config, dataset, saved_config, device, on_progress)
+
+
+def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, Any] | None,
+           device: torch.device, on_progress: Callable[[Progress], None] | None
+           ) -> TrainSummary:
+    """The training loop of ``train`` (``saved_config`` is the run's when resuming)."""
     resuming = saved_config is not None
-    dataset = _open_dataset(config.demos)
     train_positions, val_positions = holdout_split(dataset, config.holdout_every)
     sampler_rng = np.random.default_rng([config.seed, 0])
     val_rng = np.random.default_rng([config.seed, 1])
@@ -358,6 +366,7 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
         step = _restore(config, policy, optimizer, sampler_rng, val_rng, generator, device)
     else:
         config.out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(config.out / "dagger", ignore_errors=True)  # rounds of an unsaved run
     if remove_temporaries(config.out):
         logger.info("removed temporary files left in %s by an interrupted run", config.out)
     if not resuming:
@@ -383,14 +392,17 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     round_starts = dagger.round_starts(first_steps) if dagger else []
     rounds: list[DemoDataset | None] = []
     started = time.perf_counter()
+    collecting = 0.0  # seconds spent collecting DAgger rounds (not counted in samples/s)
     try:
         policy.train()
         while step < config.steps:
             if len(rounds) < len(round_starts) and step >= round_starts[len(rounds)]:
+                round_start = time.perf_counter()
                 rounds.append(_dagger_round(config, len(rounds) + 1, policy, dataset,
                                             train_positions, on_progress, step))
                 sampler = make_sampler(tuple(r for r in rounds if r is not None))
                 training_record["dagger_rounds"] = len(rounds)
+                collecting += time.perf_counter() - round_start
                 continue
             batch = to_tensors(sampler.sample(), config.conditioning, device)
             if step == 0 and not resuming:
@@ -398,7 +410,7 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
             loss, logits = _step(policy, optimizer, batch, generator)
             step += 1
             samples += len(batch.labels)
-            rate = samples / max(time.perf_counter() - started, 1e-9)
+            rate = samples / max(time.perf_counter() - started - collecting, 1e-9)
             if on_progress is not None:
                 on_progress(Progress(step, config.steps, loss, rate))
             if step % config.log_every == 0 or step == config.steps:
@@ -413,7 +425,6 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
                 checkpoint(step)
     finally:
         metrics.close()
-        dataset.close()
         for collected in rounds:
             if collected is not None:
                 collected.close()
@@ -421,7 +432,8 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
         checkpoint(step)
     return TrainSummary(out=config.out, checkpoint=config.out / CHECKPOINT_NAME,
                         start_step=start_step, step=step,
-                        seconds=time.perf_counter() - started, samples=samples, last=last)
+                        seconds=time.perf_counter() - started - collecting, samples=samples,
+                        last=last)
 
 
 def _dagger_round(config: TrainConfig, number: int, policy: OneShotPolicy,

@@ -10,6 +10,7 @@ time. Each frame carries a header strip: the task, then per view its role, the s
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class FrameRecorder:
             self.outcome = "success" if info.get("is_success") else str(info.get("failure"))
 
 
+@functools.lru_cache(maxsize=4)
 def _font(size: int) -> Any:
     from PIL import ImageFont
 

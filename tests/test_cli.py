@@ -38,3 +38,17 @@ def test_bad_split_is_a_one_line_error() -> None:
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("imitate: error:") and "validation" in lines[0]
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    """``imitate tasks | head -1``: the reader goes away; no error message, exit 0."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, "-m", "imitate.cli", "tasks"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None
+    process.stdout.close()  # the reader is gone before the first line is written
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    assert process.wait() == 0, stderr
+    assert "error" not in stderr

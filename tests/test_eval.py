@@ -75,12 +75,12 @@ def read_video(path: Path) -> list[np.ndarray]:
 
 def test_eval_videos_are_listed_and_read_back(report: Path) -> None:
     videos = sorted((report / "videos").glob("*.mp4"))
-    assert [v.name.split("-ep")[0] for v in videos] == ["ab", "ba"]  # first episode of each
+    assert [v.name.split("-s0-ep")[0] for v in videos] == ["ab", "ba"]  # first episode of each
     episodes = json.loads((report / "report.json").read_text())["episodes"]
     for video in videos:
         episode = next(e for e in episodes if e["video"] and Path(e["video"]).name == video.name)
         outcome = "success" if episode["success"] else episode["failure"]
-        assert video.name == f"{episode['task']}-ep000-{outcome}.mp4"
+        assert video.name == f"{episode['task']}-s0-ep000-{outcome}.mp4"
         assert f"videos/{video.name}" in (report / "report.md").read_text()
         frames = read_video(video)
         assert frames[0].shape == (296, 512, 3)  # 40 px header over two 256 px views
@@ -110,6 +110,8 @@ def test_bad_render_input_gives_one_line_errors(tiny_policy: Path, tmp_path: Pat
     one_line_error(run_cli(*base, "aa", "--out", str(tmp_path / "x.mp4")), "repeated")
     one_line_error(run_cli(*base, "ab", "--out", str(tmp_path / "x.mp4"), "--every", "0"),
                    "--every")
+    one_line_error(run_cli(*base, "ab", "--out", str(tmp_path / "x.mp4"), "--size", "100"),
+                   "--size")
     one_line_error(run_cli("render", "--checkpoint", str(tmp_path / "absent.pt"), "--task", "ab",
                            "--out", str(tmp_path / "x.mp4")), "not found")
 

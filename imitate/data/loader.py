@@ -37,11 +37,14 @@ class DemoDataset:
         root: dataset folder (``manifest.json`` + ``shards/``).
         max_open_shards: most shard files kept open at once (LRU).
         verify: check a shard's size and sha256 the first time it is opened in this process.
+        cache_demos: decoded demos kept in memory (LRU; read-only arrays), so a small dataset
+            is inflated once instead of at every batch. 0 disables the cache.
 
     Raises ``DatasetError`` when ``root`` is not a dataset or holds no demo.
     """
 
-    def __init__(self, root: Path | str, *, max_open_shards: int = 8, verify: bool = True):
+    def __init__(self, root: Path | str, *, max_open_shards: int = 8, verify: bool = True,
+                 cache_demos: int = 256):
         if max_open_shards < 1:
             raise ValueError(f"max_open_shards must be >= 1, got {max_open_shards}")
         self.root = Path(root)
@@ -58,6 +61,8 @@ class DemoDataset:
         self._starts = {task: np.cumsum([0] + [e.num_demos for e in entries])
                         for task, entries in self._entries.items()}
         self._open: OrderedDict[str, fmt.ShardReader] = OrderedDict()
+        self.cache_demos = cache_demos
+        self._cache: OrderedDict[tuple[str, int], fmt.Demo] = OrderedDict()
         self._verified: set[str] = set()
         self._pid = os.getpid()
 
@@ -79,9 +84,22 @@ class DemoDataset:
         starts = self._starts[task]
         if not 0 <= position < starts[-1]:
             raise IndexError(f"task {task!r} has {starts[-1]} demos, asked for {position}")
+        key = (task, position)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
         shard = int(np.searchsorted(starts, position, side="right")) - 1
         entry = self._entries[task][shard]
-        return self._reader(entry).demo(entry.first_demo + position - int(starts[shard]))
+        demo = self._reader(entry).demo(entry.first_demo + position - int(starts[shard]))
+        if self.cache_demos > 0:
+            for value in vars(demo).values():
+                if isinstance(value, np.ndarray):
+                    value.setflags(write=False)
+            self._cache[key] = demo
+            while len(self._cache) > self.cache_demos:
+                self._cache.popitem(last=False)
+        return demo
 
     def _reader(self, entry: fmt.ShardEntry) -> fmt.ShardReader:
         if os.getpid() != self._pid:  # forked (e.g. a DataLoader worker): do not share handles
@@ -221,6 +239,10 @@ class PairSampler:
                                  else np.asarray(pair_positions[task], dtype=np.int64))
         self.eligible = np.array([i for i, task in enumerate(dataset.tasks)
                                   if self._pairable(task)], dtype=np.int64)
+        dropped = [task for task in dataset.tasks if not self._pairable(task)]
+        if dropped and len(self.eligible):
+            logger.warning("%d task(s) have no pair of usable demos and are never drawn: %s",
+                           len(dropped), ", ".join(repr(t) for t in dropped[:5]))
         if len(self.eligible) == 0:
             raise fmt.DatasetError(f"{dataset.root}: no task has two demos to pair")
 
