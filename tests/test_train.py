@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import HOLDOUT_EVERY, one_line_error, run_cli
 
@@ -153,3 +154,21 @@ def test_tiny_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     assert run_cli("demos", "verify", str(tmp_path / "qs" / "demos")).returncode == 0
     rerun = run_cli("quickstart", "--tiny", "--out", str(tmp_path / "qs"))
     assert rerun.returncode == 0, rerun.stderr  # resumes: the data and the run are kept
+
+
+@pytest.mark.parametrize("conditioning", ["snapshot", "final"])
+def test_snapshot_and_final_conditioning_train_and_act(tiny_demos: Path, tmp_path: Path,
+                                                       conditioning: str) -> None:
+    from imitate.agent import agent_for_demo
+    from imitate.data import DemoDataset
+
+    summary = train(small_config(tiny_demos, tmp_path / conditioning, steps=2,
+                                 conditioning=conditioning))
+    policy = load_checkpoint(summary.checkpoint).policy
+    assert policy.config.conditioning == conditioning
+    with DemoDataset(tiny_demos) as data:
+        demo = data.demo("ab", 0)
+        agent = agent_for_demo(policy, demo, ensemble=10)
+        assert agent.encoding.embedding.shape[:2] == (1, 1)  # one copy, one frame (1 stage)
+        action = agent.act({"blocks": demo.blocks[0], "gripper": demo.gripper[0]})
+    assert action.shape == (4,) and abs(float(action[3])) == 1.0
