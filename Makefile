@@ -30,6 +30,10 @@ quickstart: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/env_speed.py
+	$(BIN)/python benchmarks/policy.py
+	$(BIN)/python benchmarks/demos.py
+	$(BIN)/python benchmarks/eval.py
+	$(BIN)/python benchmarks/expert.py --episodes 100
 
 suite: $(STAMP)
 	$(BIN)/python scripts/make_suite.py

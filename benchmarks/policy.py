@@ -7,7 +7,7 @@ Training: optimisation steps of ``imitate.train`` (forward, loss, backward, Adam
 ``--tasks-per-batch`` x ``--pairs-per-task`` pairs at 1 and 2 torch threads. Inputs are random
 (speed does not depend on values); sizes match real batches.
 
-    python benchmarks/policy.py [--blocks 10] [--demo-frames 1000] [--repeats 200]
+    python benchmarks/policy.py [--blocks 10] [--demo-frames 1000] [--repeats 50]
 """
 
 from __future__ import annotations
@@ -79,10 +79,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=10)
     parser.add_argument("--demo-frames", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--tasks-per-batch", type=int, default=16)
-    parser.add_argument("--pairs-per-task", type=int, default=32)
-    parser.add_argument("--train-steps", type=int, default=10)
+    parser.add_argument("--pairs-per-task", type=int, default=8)
+    parser.add_argument("--train-steps", type=int, default=3)
     args = parser.parse_args()
 
     print(f"inference, {args.blocks} cubes, demo of {args.demo_frames} frames "
