@@ -92,12 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     from imitate.data.commands import add_demos_commands
 
     add_demos_commands(commands)
-    from imitate.train_command import add_train_command
+    from imitate.train_commands import add_train_commands
 
-    add_train_command(commands)
-    from imitate.eval_command import add_eval_command, add_render_command
+    add_train_commands(commands)
+    from imitate.eval_commands import add_eval_commands, add_render_command
 
-    add_eval_command(commands)
+    add_eval_commands(commands)
     add_render_command(commands)
 
     quick = commands.add_parser("quickstart", help="the whole pipeline on a small default",

@@ -14,7 +14,7 @@ from imitate.train import ALGORITHMS, DEVICES, Progress, TrainConfig, TrainSumma
 _DEFAULTS = TrainConfig(demos=Path("."), out=Path("."))
 
 
-def add_train_command(commands: argparse._SubParsersAction) -> None:
+def add_train_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``train`` to the ``imitate`` sub-command set."""
     from imitate.model import CONDITIONING_MODES
 

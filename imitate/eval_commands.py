@@ -13,7 +13,7 @@ from imitate.evaluate import SPLITS, EpisodeResult, EvalConfig, evaluate
 _DEFAULTS = EvalConfig(checkpoint=Path("policy.pt"))
 
 
-def add_eval_command(commands: argparse._SubParsersAction) -> None:
+def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``eval`` to the ``imitate`` sub-command set."""
     parser = commands.add_parser(
         "eval", help="evaluate a policy on training or unseen test tasks",
