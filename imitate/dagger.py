@@ -35,6 +35,7 @@ from imitate.data import DemoDataset, append_shard, create_aggregate
 from imitate.data import format as fmt
 from imitate.data.record import env_kwargs
 from imitate.data.seeds import Stream, demo_seeds
+from imitate.options import flag, require_positive_ints
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +61,11 @@ class DaggerConfig:
     ensemble: int = 4
 
     def __post_init__(self) -> None:
-        for name in ("rounds", "rollouts", "ensemble"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--dagger-{name} must be at least 1, got {getattr(self, name)}")
+        require_positive_ints(self, ("rounds", "rollouts", "ensemble"), prefix="--dagger-")
         for name in ("full_fraction", "beta0", "decay"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"--dagger-{name.replace('_', '-')} must be in [0, 1], got "
-                                 f"{value}")
+                raise ValueError(f"{flag(name, '--dagger-')} must be in [0, 1], got {value}")
 
     def beta(self, round_number: int) -> float:
         """Probability of executing the expert's action in round ``round_number`` (1-based)."""

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple
 
 from imitate.data.record import DemoJob, env_kwargs, record_demo
 from imitate.data.seeds import Stream, demo_seeds
+from imitate.options import require_positive_ints
 
 logger = logging.getLogger(__name__)
 
@@ -79,11 +80,7 @@ class EvalConfig:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         if self.split not in SPLITS:
             raise ValueError(f"unknown --split {self.split!r}; choose {', '.join(SPLITS)}")
-        for name in ("episodes_per_task", "ensemble", "workers"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "
-                                 f"got {value!r}")
+        require_positive_ints(self, ("episodes_per_task", "ensemble", "workers"))
         if self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
         if self.noise is not None and not (math.isfinite(self.noise) and self.noise >= 0):
@@ -328,15 +325,16 @@ def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None
     """Run every episode; results come back in ``episode_jobs`` order.
 
     ``on_episode(result, total)`` hears each finished episode (completion order).
-    ``checkpoint_data``: the checkpoint's bytes if already read (every worker then uses exactly
-    them, even if the file is being rewritten). Raises ``CheckpointError`` (a ``ValueError``) for
-    a missing or bad checkpoint, before any work.
+    ``checkpoint_data``: the checkpoint's bytes, already read and validated by the caller (every
+    worker then uses exactly them, even if the file is being rewritten). Without them the file is
+    read and validated here: ``CheckpointError`` (a ``ValueError``) for a missing or bad
+    checkpoint, before any work.
     """
     from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
 
     if checkpoint_data is None:
         checkpoint_data = read_checkpoint_bytes(config.checkpoint)
-    load_checkpoint(config.checkpoint, data=checkpoint_data)  # fail fast, with a clear message
+        load_checkpoint(config.checkpoint, data=checkpoint_data)  # fail fast, clear message
     jobs = episode_jobs(config)
     order = {(job.layout, job.episode): i for i, job in enumerate(jobs)}
     results: list[EpisodeResult | None] = [None] * len(jobs)

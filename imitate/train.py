@@ -45,6 +45,7 @@ from imitate.data import (
 )
 from imitate.data.format import atomic_write_bytes, remove_temporaries
 from imitate.model import CONDITIONING_MODES, Demo, OneShotPolicy, PolicyConfig, data_dependent_init
+from imitate.options import require_positive_ints
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +119,8 @@ class TrainConfig:
                              f"{', '.join(CONDITIONING_MODES)}")
         if self.device not in DEVICES:
             raise ValueError(f"unknown --device {self.device!r}; choose {', '.join(DEVICES)}")
-        for name in ("steps", "tasks_per_batch", "pairs_per_task", "hidden", "checkpoint_every",
-                     "log_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "
-                                 f"got {value!r}")
+        require_positive_ints(self, ("steps", "tasks_per_batch", "pairs_per_task", "hidden",
+                                     "checkpoint_every", "log_every"))
         if self.holdout_every < 0 or self.holdout_every == 1:
             raise ValueError("--holdout-every must be 0 (no validation) or at least 2, "
                              f"got {self.holdout_every}")

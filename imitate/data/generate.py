@@ -31,6 +31,7 @@ from imitate import __version__
 from imitate.data import format as fmt
 from imitate.data.record import DemoJob, DemoResult, demo_runner, env_kwargs
 from imitate.data.seeds import SPLIT_STREAMS, Stream
+from imitate.options import require_positive_ints
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +91,7 @@ class GenerateConfig:
         object.__setattr__(self, "out", Path(self.out))
         if self.split not in SPLIT_STREAMS:
             raise ValueError(f"unknown split {self.split!r}; choose train or test")
-        for name in ("per_task", "workers", "shard_size", "max_attempts"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, "
-                                 f"got {value!r}")
+        require_positive_ints(self, ("per_task", "workers", "shard_size", "max_attempts"))
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed!r}")
         noise = default_noise() if self.noise is None else float(self.noise)

@@ -1,0 +1,18 @@
+"""Validation shared by the entry points' config dataclasses (their errors name the CLI flag)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def flag(name: str, prefix: str = "--") -> str:
+    """The command-line flag of a config field: ``pairs_per_task`` -> ``--pairs-per-task``."""
+    return prefix + name.replace("_", "-")
+
+
+def require_positive_ints(config: object, names: Iterable[str], prefix: str = "--") -> None:
+    """Raise ``ValueError`` naming the flag unless every field in ``names`` is an int >= 1."""
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{flag(name, prefix)} must be a positive integer, got {value!r}")
