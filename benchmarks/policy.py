@@ -7,7 +7,10 @@ Training: optimisation steps of ``imitate.train`` (forward, loss, backward, Adam
 ``--tasks-per-batch`` x ``--pairs-per-task`` pairs at 1 and 2 torch threads. Inputs are random
 (speed does not depend on values); sizes match real batches.
 
+Both temporal attention scorings (``PolicyConfig.temporal_scoring``) are measured by default.
+
     python benchmarks/policy.py [--blocks 10] [--demo-frames 1000] [--repeats 50]
+                                [--scorings dot additive]
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 
 from imitate import actions
 from imitate.agent import OneShotAgent
-from imitate.model import Demo, OneShotPolicy, PolicyConfig
+from imitate.model import TEMPORAL_SCORINGS, Demo, OneShotPolicy, PolicyConfig
 from imitate.train import TensorBatch, _step
 
 
@@ -50,10 +53,11 @@ def inference_latency(policy: OneShotPolicy, blocks: int, frames: int, ensemble:
     return embed_ms, 1000 * (time.perf_counter() - start) / repeats
 
 
-def training_rate(blocks: int, frames: int, tasks: int, pairs: int, steps: int) -> float:
+def training_rate(config: PolicyConfig, blocks: int, frames: int, tasks: int, pairs: int,
+                  steps: int) -> float:
     """Training samples (pairs) per second of full optimisation steps."""
     torch.manual_seed(0)
-    policy = OneShotPolicy(PolicyConfig())
+    policy = OneShotPolicy(config)
     optimizer = torch.optim.Adamax(policy.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     rng = np.random.default_rng(0)
@@ -83,28 +87,36 @@ def main() -> None:
     parser.add_argument("--tasks-per-batch", type=int, default=16)
     parser.add_argument("--pairs-per-task", type=int, default=8)
     parser.add_argument("--train-steps", type=int, default=3)
+    parser.add_argument("--scorings", nargs="+", choices=TEMPORAL_SCORINGS,
+                        default=list(TEMPORAL_SCORINGS),
+                        help="temporal attention scorings to measure (default: both)")
     args = parser.parse_args()
 
     print(f"inference, {args.blocks} cubes, demo of {args.demo_frames} frames "
           f"(temporal dropout keeps {int(0.05 * args.demo_frames)}), 1 thread")
+    print(f"{'scoring':>8}  {'ensemble':>8}  {'embed demo (once) ms':>20}  "
+          f"{'per control step ms':>19}")
     torch.set_num_threads(1)
-    policy = OneShotPolicy(PolicyConfig()).eval()
-    print(f"{'ensemble':>8}  {'embed demo (once) ms':>20}  {'per control step ms':>19}")
-    for ensemble in (1, 10):
-        embed_ms, step_ms = inference_latency(policy, args.blocks, args.demo_frames, ensemble,
-                                              args.repeats)
-        print(f"{ensemble:>8}  {embed_ms:>20.1f}  {step_ms:>19.2f}")
+    for scoring in args.scorings:
+        policy = OneShotPolicy(PolicyConfig(temporal_scoring=scoring)).eval()
+        for ensemble in (1, 10):
+            embed_ms, step_ms = inference_latency(policy, args.blocks, args.demo_frames,
+                                                  ensemble, args.repeats)
+            print(f"{scoring:>8}  {ensemble:>8}  {embed_ms:>20.1f}  {step_ms:>19.2f}")
 
     print(f"\ntraining, batches of {args.tasks_per_batch} tasks x {args.pairs_per_task} pairs, "
           f"demo frames after temporal dropout: {int(0.05 * args.demo_frames)}")
-    print(f"{'cubes':>5}  {'threads':>7}  {'samples/s':>9}  {'steps/s':>7}")
-    for blocks in sorted({4, args.blocks}):
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            rate = training_rate(blocks, args.demo_frames, args.tasks_per_batch,
-                                 args.pairs_per_task, args.train_steps)
-            per_step = args.tasks_per_batch * args.pairs_per_task
-            print(f"{blocks:>5}  {threads:>7}  {rate:>9.0f}  {rate / per_step:>7.2f}")
+    print(f"{'scoring':>8}  {'cubes':>5}  {'threads':>7}  {'samples/s':>9}  {'steps/s':>7}")
+    for scoring in args.scorings:
+        for blocks in sorted({4, args.blocks}):
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                rate = training_rate(PolicyConfig(temporal_scoring=scoring), blocks,
+                                     args.demo_frames, args.tasks_per_batch,
+                                     args.pairs_per_task, args.train_steps)
+                per_step = args.tasks_per_batch * args.pairs_per_task
+                print(f"{scoring:>8}  {blocks:>5}  {threads:>7}  {rate:>9.0f}  "
+                      f"{rate / per_step:>7.2f}")
 
 
 if __name__ == "__main__":

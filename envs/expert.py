@@ -36,7 +36,7 @@ clear of every tower site (``free_spot``).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -129,6 +129,13 @@ TALL_TARGET = np.array([0.06, 0.12])
 #: Candidate spots for setting cubes down (m): a grid over the reachable part of the table.
 SPOT_X = np.arange(0.30, 0.6601, 0.02)
 SPOT_Y = np.arange(-0.28, 0.2801, 0.02)
+#: Least centre distance (m) along x or along y (the fingers' axis: the open fingers span 8 cm)
+#: between a set-down spot and any other cube, when no spot clears the hand zones.
+ROOM_X = 0.065
+ROOM_Y = 0.09
+#: A held cube whose nearest free spot is farther than this (m) is set down below the hand when
+#: there is room there.
+SET_DOWN_REACH = 0.05
 #: A relocation shorter than this (m) is not worth a move (and would repeat forever).
 MIN_SHIFT = 0.02
 #: A cube counts as resting on the table when its centre is this close to half a cube high (m).
@@ -329,7 +336,13 @@ def free_spot(
     if good.any():
         candidates = spots[good]
         return candidates[np.argmin(np.linalg.norm(candidates - near_xy, axis=1))]
-    return spots[np.argmax(clearance + 10.0 * site_ok)]
+    # Crowded table: the spot of largest clearance, among those clear of the sites and where the
+    # cube and the open fingers do not land on a neighbour, else clear of the sites, else roomy.
+    room = np.ones(len(spots), dtype=bool)
+    if len(others):
+        room = np.all((d[..., 0] >= ROOM_X) | (d[..., 1] >= ROOM_Y), axis=1)
+    score = np.minimum(clearance, 5.0) + 10.0 * room + 100.0 * site_ok + 100.0 * (site_ok & room)
+    return spots[np.argmax(score)]
 
 
 def _table_move(view: WorldView, block: int, reason: str, tall_site: bool = False,
@@ -344,6 +357,29 @@ def _table_move(view: WorldView, block: int, reason: str, tall_site: bool = Fals
                    _sites(view, exclude=block))
     destination = np.array([xy[0], xy[1], C.TABLE_TOP_Z + C.CUBE_HALF])
     return Move(block, destination, TABLE, reason)
+
+
+def _has_room(positions: np.ndarray, exclude: set[int], xy: np.ndarray) -> bool:
+    """Whether a cube set down at ``xy`` (m) stays ``ROOM_X`` / ``ROOM_Y`` clear of every other
+    cube (``exclude``: cubes not counted)."""
+    others = np.array([p[:2] for i, p in enumerate(positions) if i not in exclude]).reshape(-1, 2)
+    d = np.abs(others - xy)  # (m, 2)
+    return bool(np.all((d[:, 0] >= ROOM_X) | (d[:, 1] >= ROOM_Y)))
+
+
+def _set_down(view: WorldView, held: int) -> Move:
+    """Where to put a held cube that the plan does not need anywhere in particular.
+
+    A free spot near the hand; when the nearest one is far and there is room below the hand, the
+    cube goes down right there (the plan, asked as if it stood there, did not object), so that a
+    cube is not carried back into the way it was just taken out of.
+    """
+    move = _table_move(view, held, "set down")
+    here = view.positions[held, :2]
+    if np.linalg.norm(move.destination[:2] - here) > SET_DOWN_REACH and _has_room(
+            view.positions, {held}, here):
+        return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
+    return move
 
 
 def _clear_then(view: WorldView, block: int, reason: str) -> Move | None:
@@ -478,13 +514,23 @@ def _intruder_move(view: WorldView, source: int, target: int, heights: np.ndarra
         other_height = int(heights[other])
         if other_height < 2:
             continue
-        if rank[other] < rank[target]:  # its tower is done: our placements must clear it
-            hit = _conflict(t_xy, range(level_now, final), o_xy, other_height)
-        else:  # its tower comes later: its placements must clear our finished tower
+        later = rank[other] > rank[target]
+        if later:  # its tower comes later: its placements must clear our finished tower
             hit = _conflict(o_xy, range(1, other_height), t_xy, final)
-        if hit and view.task.target_support[target] == TABLE and level_now == 1:
+        else:  # its tower is done: our placements must clear it
+            hit = _conflict(t_xy, range(level_now, final), o_xy, other_height)
+        if not hit:
+            continue
+        if view.task.target_support[target] == TABLE and level_now == 1:
             move = _table_move(view, target, "crowded base", tall_site=final >= TALL_HEIGHT,
                                ignore=source)
+            if _moves_far(view, move):
+                return move
+        if later and view.task.target_support[other] == TABLE and view.column(other) == {other}:
+            # Our base has nowhere better to go: move the later tower's lone base instead, now,
+            # while our tower is still low enough not to be hit by that pick.
+            move = _table_move(view, other, "crowded later base",
+                               tall_site=other_height >= TALL_HEIGHT, ignore=source)
             if _moves_far(view, move):
                 return move
     return None
@@ -643,7 +689,9 @@ class ScriptedExpert:
             cube = view.positions[move.block]
             error = cube - view.hand
             at_grasp = np.linalg.norm(error[:2]) <= 2 * GRASP_XY and abs(error[2]) <= 3 * GRASP_Z
-            if at_grasp and not view.finger_contacts[move.block].all():
+            # Keep closing at the grasp pose, also when both fingers already touch the cube but
+            # are wider than ``HELD_GAP``: a yawed cube is still being squared up between them.
+            if at_grasp:
                 return np.zeros(3), True
         return np.zeros(3), False
 
@@ -651,7 +699,16 @@ class ScriptedExpert:
         """A cube is held: carry it to the move's destination (or set it down) and release it."""
         held = view.held
         if move is None or move.block != held:
-            move = _table_move(view, held, "set down")
+            # The plan skips the held cube; asked as if the cube stood on the table below the
+            # hand, the plan may want that very cube moved (an intruder): then carry it there
+            # rather than setting it down here and picking it up again forever.
+            on_table = view.positions.copy()
+            on_table[held, 2] = _level_z(0)
+            released = plan_move(replace(view, positions=on_table, held=-1))
+            if released is not None and released.block == held:
+                move = released
+            else:
+                move = _set_down(view, held)
         cube = view.positions[held]
         goal = move.destination + np.array([0.0, 0.0, RELEASE_GAP])
         delta, _ = _go_to(view, cube, goal, C.CUBE_HALF, SLOW_BAND_PLACE, ignore={held},

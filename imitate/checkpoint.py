@@ -131,7 +131,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     if payload.get("action_bins") != action_bins():
         raise CheckpointError(f"{path} was trained with a different discrete action set")
     try:
-        policy = OneShotPolicy(PolicyConfig(**payload["model_config"]))
+        model_config = dict(payload["model_config"])
+        # Checkpoints written before the option existed all used the paper's additive scoring.
+        model_config.setdefault("temporal_scoring", "additive")
+        policy = OneShotPolicy(PolicyConfig(**model_config))
         policy.load_state_dict(payload["model_state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)

@@ -44,7 +44,14 @@ from imitate.data import (
     verify_dataset,
 )
 from imitate.data.format import atomic_write_bytes, remove_temporaries
-from imitate.model import CONDITIONING_MODES, Demo, OneShotPolicy, PolicyConfig, data_dependent_init
+from imitate.model import (
+    CONDITIONING_MODES,
+    TEMPORAL_SCORINGS,
+    Demo,
+    OneShotPolicy,
+    PolicyConfig,
+    data_dependent_init,
+)
 from imitate.options import require_positive_ints
 
 logger = logging.getLogger(__name__)
@@ -77,6 +84,8 @@ class TrainConfig:
         tasks_per_batch: tasks (each with one conditioning demo) per step.
         pairs_per_task: (observation, label) pairs per task per step.
         hidden: width D of the network (paper: 64).
+        temporal_scoring: ``dot`` or ``additive`` (paper) scores in the context network's temporal
+            attention (``PolicyConfig.temporal_scoring``).
         holdout_every: every N-th demo of each task is held out for validation (0: none).
         checkpoint_every: steps between checkpoints.
         log_every: steps between metrics rows (and validation batches).
@@ -98,6 +107,7 @@ class TrainConfig:
     tasks_per_batch: int = 16
     pairs_per_task: int = 32
     hidden: int = 64
+    temporal_scoring: str = "dot"
     holdout_every: int = 20
     checkpoint_every: int = 250
     log_every: int = 25
@@ -117,6 +127,9 @@ class TrainConfig:
         if self.conditioning not in CONDITIONING_MODES:
             raise ValueError(f"unknown --conditioning {self.conditioning!r}; choose "
                              f"{', '.join(CONDITIONING_MODES)}")
+        if self.temporal_scoring not in TEMPORAL_SCORINGS:
+            raise ValueError(f"unknown --temporal-scoring {self.temporal_scoring!r}; choose "
+                             f"{', '.join(TEMPORAL_SCORINGS)}")
         if self.device not in DEVICES:
             raise ValueError(f"unknown --device {self.device!r}; choose {', '.join(DEVICES)}")
         require_positive_ints(self, ("steps", "tasks_per_batch", "pairs_per_task", "hidden",
@@ -355,7 +368,8 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
     validation = _validation_sampler(dataset, config, val_rng, train_positions, val_positions)
 
     torch.manual_seed(config.seed)
-    policy = OneShotPolicy(PolicyConfig(hidden=config.hidden, conditioning=config.conditioning))
+    policy = OneShotPolicy(PolicyConfig(hidden=config.hidden, conditioning=config.conditioning,
+                                        temporal_scoring=config.temporal_scoring))
     policy.to(device)
     optimizer = torch.optim.Adamax(policy.parameters(), lr=config.lr)
     step = 0

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from imitate import actions
 from imitate.model import (
+    TEMPORAL_SCORINGS,
     Demo,
     OneShotPolicy,
     PolicyConfig,
     conditioning_indices,
     data_dependent_init,
+    dot_attention_weights,
     temporal_dropout,
 )
 
@@ -40,10 +44,11 @@ def make_observation(num_blocks: int, seed: int) -> tuple[torch.Tensor, ...]:
     return blocks, gripper, mask
 
 
-@pytest.fixture(scope="module")
-def policy() -> OneShotPolicy:
+@pytest.fixture(scope="module", params=TEMPORAL_SCORINGS)
+def policy(request) -> OneShotPolicy:
     torch.manual_seed(0)
-    model = OneShotPolicy(PolicyConfig(conditioning="snapshot"))  # no dropout: exact comparisons
+    # Snapshot conditioning has no dropout: exact comparisons.
+    model = OneShotPolicy(PolicyConfig(conditioning="snapshot", temporal_scoring=request.param))
     demo = make_demo(4, 12, seed=1, batch=3)
     obs = torch.randn(6, K, 3) * 0.2, torch.tensor([[1.0, 0.0]] * 6), demo.block_mask.repeat(2, 1)
     with data_dependent_init():
@@ -142,6 +147,36 @@ def test_config_validation() -> None:
         PolicyConfig(keep_fraction=0.0)
     with pytest.raises(ValueError, match="hidden"):
         PolicyConfig(hidden=0)
+    with pytest.raises(ValueError, match="temporal_scoring"):
+        PolicyConfig(temporal_scoring="cosine")
+
+
+def test_dot_weights_match_a_direct_computation() -> None:
+    g = torch.Generator().manual_seed(0)
+    query, context = torch.randn(2, 3, 2, 8, generator=g), torch.randn(2, 5, 2, 8, generator=g)
+    mask = torch.tensor([[True, True, False, True, True], [True, False, False, False, True]])
+    weights = dot_attention_weights(query, context, mask)  # (2, 3, 2, 5)
+    logits = torch.einsum("bqhd,bmhd->bqhm", query, context) / math.sqrt(8)
+    expected = logits.masked_fill(~mask[:, None, None, :], float("-inf")).softmax(-1)
+    torch.testing.assert_close(weights, expected)
+    assert torch.all(weights[1, :, :, 1:4] == 0)
+
+
+def test_checkpoints_from_before_the_scoring_option_load_as_additive(tmp_path) -> None:
+    from imitate.checkpoint import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    additive = OneShotPolicy(PolicyConfig(conditioning="snapshot", temporal_scoring="additive"))
+    path = save_checkpoint(tmp_path / "old.pt", additive, env={}, suite_version=1, training={},
+                           step=0)
+    payload = torch.load(path, weights_only=True)
+    del payload["model_config"]["temporal_scoring"]  # as written by imitate 0.2
+    torch.save(payload, path)
+    loaded = load_checkpoint(path).policy
+    assert loaded.config.temporal_scoring == "additive"
+    demo, obs = make_demo(3, 5, seed=13), make_observation(3, seed=14)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(demo, *obs), additive.eval()(demo, *obs))
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(policy: OneShotPolicy, tmp_path) -> None:
