@@ -81,7 +81,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         steps=args.steps, device=args.device, resume=args.resume, seed=args.seed, lr=args.lr,
         tasks_per_batch=args.tasks_per_batch, pairs_per_task=args.pairs_per_task,
         hidden=args.hidden, temporal_scoring=args.temporal_scoring,
-        holdout_every=args.holdout_every, checkpoint_every=args.checkpoint_every, log_every=args.log_every, threads=args.threads,
+        holdout_every=args.holdout_every, checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every, threads=args.threads,
         quiet=args.quiet, dagger_rounds=args.dagger_rounds, dagger_rollouts=args.dagger_rollouts,
         dagger_full_fraction=args.dagger_full_fraction, dagger_beta0=args.dagger_beta0,
         dagger_decay=args.dagger_decay, dagger_ensemble=args.dagger_ensemble)
