@@ -34,12 +34,23 @@ class Panda:
         self._orientation = euler_to_quaternion(C.EE_EULER)
         for link in C.FINGER_JOINTS:
             sim.set_friction(self.body, link, C.CUBE_LATERAL_FRICTION, C.CUBE_SPINNING_FRICTION)
+        self.gripper_closed = False
+        #: The commanded end-effector target (m): actions move it, IK chases it.
+        self.target = np.zeros(3)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the home pose at rest, open, with a new finger gear constraint.
+
+        Call after ``Sim.clear_except`` (which removed the old constraint) to reuse the loaded
+        robot for a new episode.
+        """
+        sim = self.sim
         sim.gear_constraint(self.body, C.FINGER_JOINTS[0], C.FINGER_JOINTS[1], ratio=-1.0,
                             max_force=50.0)
         sim.reset_joints(self.body, C.ARM_JOINTS, C.HOME_JOINTS)
         sim.reset_joints(self.body, C.FINGER_JOINTS, (C.FINGER_OPEN, C.FINGER_OPEN))
         self.gripper_closed = False
-        #: The commanded end-effector target (m): actions move it, IK chases it.
         self.target = self.ee_position()
         self._command_arm(self.target)
         self._command_fingers()

@@ -125,8 +125,12 @@ class BlockStackEnv(gym.Env):
         if options and "task" in options:
             self.task = parse_task(options["task"])
         positions, yaws = sample_layout(self.task.num_blocks, self.np_random)
-        self.sim.reset_world()
-        self.panda = Panda(self.sim)
+        if self.panda is None:
+            self.sim.reset_world()
+            self.panda = Panda(self.sim)
+        else:  # keep the loaded robot: rebuilding everything else is bit-for-bit the same
+            self.sim.clear_except({self.panda.body})
+            self.panda.reset()
         self.scene = Scene(self.sim, self.task.num_blocks, positions, yaws, self.panda.body)
         self.elapsed_steps = 0
         state = self.block_state = self.scene.read()
