@@ -48,8 +48,10 @@ class BlockStackEnv(gym.Env):
 
     **Starting state.** The arm at its home pose (hand at (0.40, 0, 0.30) m, open). Cubes rest on
     the table at centres drawn uniformly in x 0.33..0.62 m, y -0.24..0.24 m (robot base at the
-    origin), at least 10 cm apart, yaw within +-15 degrees. The world is rebuilt on every reset,
-    so a seed fixes the episode bit for bit whatever ran before.
+    origin), at least 10 cm apart, yaw within +-15 degrees. Every reset removes the cubes, the
+    table and every constraint and rebuilds them; the Panda, whose URDF takes about 60 ms to load,
+    is kept and returned to its home pose at rest. A seed fixes the episode bit for bit whatever
+    ran before (tested against a fresh env, also after an episode cut off mid-grasp).
 
     **Episode end.** ``terminated`` when every stage is complete (success) or the state is
     irrecoverable (a cube off the table or out of the workspace, non-finite or exploding state).

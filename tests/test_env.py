@@ -13,6 +13,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs import constants as C
+from envs.expert import NoisyExpert, observe
 from envs.sim import camera_matrices
 from envs.stack_env import BlockStackEnv
 
@@ -97,6 +98,41 @@ def test_same_seed_same_trajectory_even_after_other_episodes() -> None:
     used.close()
     assert all(np.array_equal(a, b) for a, b in zip(reference, again, strict=True))
     assert not np.array_equal(reference[0], rollout(BlockStackEnv(task="ab cde"), 12, actions)[0])
+
+
+def expert_trace(env: BlockStackEnv, task: str, seed: int, steps: int) -> np.ndarray:
+    """(S, 10, 3) block observations of ``steps`` noisy-expert steps (contacts, grasps)."""
+    obs, _ = env.reset(seed=seed, options={"task": task})
+    expert = NoisyExpert(rng=np.random.default_rng(seed))
+    trace = [obs["blocks"]]
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = env.step(expert.act(env)[0])
+        trace.append(obs["blocks"])
+        if terminated or truncated:
+            break
+    return np.array(trace)
+
+
+def test_reset_keeps_the_robot_but_replays_a_fresh_world_bit_for_bit() -> None:
+    """Reset reuses the loaded Panda (Sim.clear_except) instead of rebuilding it; episodes
+    must still equal those of a fresh env, also after an episode cut off with a cube between the
+    fingers."""
+    fresh = BlockStackEnv(task="abc")
+    reference = expert_trace(fresh, "ab cd", 21, 160)
+    fresh.close()
+    used = BlockStackEnv(task="abc")
+    robot = None
+    for task, seed, steps in (("abc", 5, 35), ("cab de", 7, 20), ("abcde", 6, 50)):
+        trace = expert_trace(used, task, seed, steps)
+        assert len(trace) == steps + 1
+        assert robot in (None, used.panda.body)
+        robot = used.panda.body
+    assert observe(used).held >= 0  # cut off with a cube between the fingers
+    again = expert_trace(used, "ab cd", 21, 160)
+    bodies = used.sim.bodies
+    used.close()
+    assert np.array_equal(reference, again)
+    assert list(bodies.values()).count(robot) == 1 and len(bodies) == 1 + 2 + 4  # table, floor
 
 
 def test_two_envs_stepped_alternately_match_solo_runs() -> None:
