@@ -368,18 +368,33 @@ def _has_room(positions: np.ndarray, exclude: set[int], xy: np.ndarray) -> bool:
     return bool(np.all((d[:, 0] >= ROOM_X) | (d[:, 1] >= ROOM_Y)))
 
 
-def _set_down(view: WorldView, held: int) -> Move:
-    """Where to put a held cube that the plan does not need anywhere in particular.
+def _plan_if_set_down(view: WorldView, held: int, xy: np.ndarray) -> Move | None:
+    """The plan's next move if the held cube stood on the table at ``xy`` (m) instead."""
+    positions = view.positions.copy()
+    positions[held] = [xy[0], xy[1], _level_z(0)]
+    return plan_move(replace(view, positions=positions, held=-1))
 
-    A free spot near the hand; when the nearest one is far and there is room below the hand, the
-    cube goes down right there (the plan, asked as if it stood there, did not object), so that a
-    cube is not carried back into the way it was just taken out of.
+
+def _set_down(view: WorldView, held: int) -> Move:
+    """Where to put a held cube that the plan (which skips the held cube) does not move.
+
+    A free spot near the hand, or right below the hand when the nearest spot is far and there is
+    room there. Each candidate is checked by asking the plan as if the cube stood there: when the
+    plan would move the cube again (an intruder in the way of a tower), the cube goes where the
+    plan would send it from there instead. The answer depends on the layout and the candidate,
+    not on where the cube is being carried through, so the carry cannot swing back and forth
+    across the edge of a tower's zone.
     """
     move = _table_move(view, held, "set down")
     here = view.positions[held, :2]
     if np.linalg.norm(move.destination[:2] - here) > SET_DOWN_REACH and _has_room(
             view.positions, {held}, here):
-        return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
+        again = _plan_if_set_down(view, held, here)
+        if again is None or again.block != held:
+            return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
+    again = _plan_if_set_down(view, held, move.destination[:2])
+    if again is not None and again.block == held and again.support == TABLE:
+        return Move(held, again.destination, TABLE, "set down clear")
     return move
 
 
@@ -700,16 +715,7 @@ class ScriptedExpert:
         """A cube is held: carry it to the move's destination (or set it down) and release it."""
         held = view.held
         if move is None or move.block != held:
-            # The plan skips the held cube; asked as if the cube stood on the table below the
-            # hand, the plan may want that very cube moved (an intruder): then carry it there
-            # rather than setting it down here and picking it up again forever.
-            on_table = view.positions.copy()
-            on_table[held, 2] = _level_z(0)
-            released = plan_move(replace(view, positions=on_table, held=-1))
-            if released is not None and released.block == held:
-                move = released
-            else:
-                move = _set_down(view, held)
+            move = _set_down(view, held)
         cube = view.positions[held]
         goal = move.destination + np.array([0.0, 0.0, RELEASE_GAP])
         delta, _ = _go_to(view, cube, goal, C.CUBE_HALF, SLOW_BAND_PLACE, ignore={held},
