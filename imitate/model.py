@@ -125,10 +125,26 @@ def data_dependent_init() -> Iterator[None]:
 
 
 class _WeightNormMixin:
-    """Shared data-dependent init for weight-normalised layers (``weight = g * v / |v|``)."""
+    """Shared data-dependent init for weight-normalised layers (``weight = g * v / |v|``), and
+    a cache of the normalised weight for inference (no autograd): a control step then does not
+    recompute every layer's norm. The cache is keyed on the parameters' storage and in-place
+    version counters, so optimiser steps, ``load_state_dict`` and ``.to(device)`` refresh it."""
 
+    direction: nn.Parameter
     gain: nn.Parameter
     bias: nn.Parameter
+
+    def weight(self) -> Tensor:
+        if not self.weight_norm:
+            return self.direction
+        if torch.is_grad_enabled():
+            return self.normalised_weight()
+        key = (self.direction.data_ptr(), self.direction._version, self.gain.data_ptr(),
+               self.gain._version)
+        if getattr(self, "_weight_key", None) != key:
+            self._weight_cache = self.normalised_weight()
+            self._weight_key = key
+        return self._weight_cache
 
     def _maybe_data_init(self, out: Tensor, channel_dim: int, valid: Tensor | None) -> Tensor:
         if not (_DATA_INIT and self.training and not bool(self.initialised)):
@@ -161,9 +177,7 @@ class Linear(nn.Module, _WeightNormMixin):
         self.bias = nn.Parameter(torch.empty(out_features).uniform_(-bound, bound))
         self.register_buffer("initialised", torch.tensor(not weight_norm))
 
-    def weight(self) -> Tensor:
-        if not self.weight_norm:
-            return self.direction
+    def normalised_weight(self) -> Tensor:
         return self.direction * (self.gain / self.direction.norm(dim=1)).unsqueeze(1)
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -190,9 +204,7 @@ class TemporalConv(nn.Module, _WeightNormMixin):
         self.bias = nn.Parameter(torch.empty(out_channels).uniform_(-bound, bound))
         self.register_buffer("initialised", torch.tensor(not weight_norm))
 
-    def weight(self) -> Tensor:
-        if not self.weight_norm:
-            return self.direction
+    def normalised_weight(self) -> Tensor:
         norm = self.direction.flatten(1).norm(dim=1)
         return self.direction * (self.gain / norm).view(-1, 1, 1)
 
@@ -263,15 +275,14 @@ class SoftAttention(nn.Module):
         return read.flatten(-2)
 
 
-def dot_attention_weights(query: Tensor, context: Tensor, mask: Tensor) -> Tensor:
-    """Scaled dot-product weights, shaped like ``SoftAttention.weights``.
+def dot_attention_weights(query: Tensor, keys_t: Tensor, bias: Tensor) -> Tensor:
+    """Scaled dot-product attention weights over pre-transposed keys.
 
-    query (..., Q, H, D), context (..., M, H, D), mask (..., M) -> weights (..., Q, H, M).
+    query (B, Q, H, D), keys_t (B, H, D, M) (laid out once per demo), bias (B, M) (0 on real
+    slots, -inf on padding) -> weights (B, H, Q, M).
     """
-    q = query.transpose(-2, -3)  # (..., H, Q, D)
-    c = context.transpose(-2, -3)  # (..., H, M, D)
-    logits = (q @ c.transpose(-1, -2)).transpose(-2, -3) / math.sqrt(query.shape[-1])
-    logits = logits.masked_fill(~mask.unsqueeze(-2).unsqueeze(-2), float("-inf"))  # (..., Q, H, M)
+    logits = query.transpose(1, 2) @ keys_t  # (B, H, Q, M)
+    logits = logits / math.sqrt(query.shape[-1]) + bias[:, None, None, :]
     return torch.softmax(logits, dim=-1)
 
 
@@ -360,7 +371,6 @@ class ContextStep(nn.Module):
         d, heads, wn = config.hidden, config.context_heads, config.weight_norm
         self.heads, self.hidden = heads, d
         self.temporal_query = Linear(d, heads * d, wn)
-        self.temporal_context = Linear(d, heads * d, wn)
         self.temporal = SoftAttention(d, heads) if config.temporal_scoring == "additive" else None
         self.spatial_query = Linear(d, heads * d, wn)
         self.spatial_context = Linear(d, heads * d, wn)
@@ -368,33 +378,29 @@ class ContextStep(nn.Module):
         lstm_input = ROBOT_DIM + XYZ_DIM + heads * (XYZ_DIM + d) + heads * d
         self.cell = nn.LSTMCell(lstm_input, d)
 
-    def read_demo(self, state: Tensor, demo: Tensor, demo_keys: Tensor, demo_valid: Tensor
-                  ) -> Tensor:
+    def read_demo(self, state: Tensor, demo: DemoEncoding, keys: Tensor) -> Tensor:
         """Temporal attention: block i's query scores every (frame, block) of the demo; the weights
         of a frame's blocks are summed into one weight per frame, which then reads block i's own
         demo embedding at that frame (our reading of section 4.3).
 
-        state (B, K, D), demo (B, T, K, D), demo_keys (B, T, K, H, D), demo_valid (B, T, K)
-        -> (B, K, H * D).
+        state (B, K, D), keys: this step's ``DemoEncoding.keys`` entry -> (B, K, H * D).
         """
-        b, t, k, d = demo.shape
+        d = state.shape[-1]
+        t = demo.own.shape[2]
         q = self.temporal_query(state).unflatten(-1, (self.heads, d))  # (B, K, H, D)
-        keys = demo_keys.reshape(b, t * k, self.heads, d)  # (B, T*K, H, D)
-        mask = demo_valid.reshape(b, t * k)
         if self.temporal is None:
-            w = dot_attention_weights(q, keys, mask)  # (B, K, H, T*K)
+            w = dot_attention_weights(q, keys, demo.bias)  # (B, H, K, T*K')
+            per_frame = w.unflatten(-1, (t, -1)).sum(-1).transpose(1, 2)  # (B, K, H, T)
         else:
-            w = self.temporal.weights(q, keys, mask)  # (B, K, H, T*K)
-        per_frame = w.unflatten(-1, (t, k)).sum(-1)  # (B, K, H, T)
-        own = demo.permute(0, 2, 1, 3)  # (B, K, T, D): block i's embedding over time
-        return (per_frame @ own).flatten(-2)  # (B, K, H * D)
+            w = self.temporal.weights(q, keys, demo.valid.flatten(1))  # (B, K, H, T*K')
+            per_frame = w.unflatten(-1, (t, -1)).sum(-1)  # (B, K, H, T)
+        return (per_frame @ demo.own).flatten(-2)  # (B, K, H * D)
 
     def forward(self, state: Tensor, cell: Tensor, xyz: Tensor, robot: Tensor,
-                block_mask: Tensor, demo: Tensor, demo_keys: Tensor, demo_valid: Tensor
-                ) -> tuple[Tensor, Tensor]:
+                block_mask: Tensor, demo: DemoEncoding, keys: Tensor) -> tuple[Tensor, Tensor]:
         """state, cell (B, K, D); xyz (B, K, 3); robot (B, K, 2) -> new (state, cell)."""
         b, k, d = state.shape
-        temporal = self.read_demo(state, demo, demo_keys, demo_valid)
+        temporal = self.read_demo(state, demo, keys)
         q = self.spatial_query(state).unflatten(-1, (self.heads, d))  # (B, K, H, D)
         c = self.spatial_context(state).unflatten(-1, (self.heads, d))
         spatial = self.spatial(q, c, torch.cat([xyz, state], -1), block_mask)  # (B, K, H*(3+D))
@@ -419,19 +425,26 @@ class ContextNetwork(nn.Module):
         self.fixed_queries = nn.Parameter(torch.randn(2, heads, d) / math.sqrt(d))
         self.final_context = Linear(d, heads * d, wn)
         self.final = SoftAttention(d, heads)
+        self.dot = config.temporal_scoring == "dot"
 
     def keys(self, demo: Tensor) -> list[Tensor]:
-        """Per-step temporal attention keys of a demo embedding (cacheable per episode)."""
-        return [layer(demo).unflatten(-1, (self.heads, self.hidden)) for layer in self.demo_keys]
+        """Per-step temporal attention keys of a demo embedding (B, T, K, D), laid out for the
+        scoring: (B, H, D, T*K) for ``dot``, (B, T*K, H, D) for ``additive``."""
+        b, t, k, d = demo.shape
+        keys = []
+        for layer in self.demo_keys:
+            key = layer(demo).reshape(b, t * k, self.heads, d)  # (B, T*K, H, D)
+            keys.append(key.permute(0, 2, 3, 1).contiguous() if self.dot else key)
+        return keys
 
-    def forward(self, blocks: Tensor, gripper: Tensor, block_mask: Tensor, demo: Tensor,
-                demo_keys: list[Tensor], demo_valid: Tensor) -> Tensor:
-        """blocks (B, K, 3), gripper (B, 2), block_mask (B, K), demo (B, T, K, D)."""
+    def forward(self, blocks: Tensor, gripper: Tensor, block_mask: Tensor,
+                demo: DemoEncoding) -> Tensor:
+        """blocks (B, K, 3), gripper (B, 2), block_mask (B, K) -> context (B, 2 + 6H)."""
         robot = gripper.unsqueeze(1).expand(-1, blocks.shape[1], -1)  # (B, K, 2)
         state = self.embed(torch.cat([blocks, robot], -1))  # (B, K, D)
         cell = torch.zeros_like(state)
-        for step, keys in zip(self.steps, demo_keys, strict=True):
-            state, cell = step(state, cell, blocks, robot, block_mask, demo, keys, demo_valid)
+        for step, keys in zip(self.steps, demo.keys, strict=True):
+            state, cell = step(state, cell, blocks, robot, block_mask, demo, keys)
         c = self.final_context(state).unflatten(-1, (self.heads, self.hidden))  # (B, K, H, D)
         q = self.fixed_queries.expand(blocks.shape[0], -1, -1, -1)  # (B, 2, H, D)
         read = self.final(q, c, blocks, block_mask)  # (B, 2, H * 3)
@@ -460,20 +473,29 @@ class ManipulationNetwork(nn.Module):
 # --- 8. the policy -----------------------------------------------------------------------------
 @dataclass
 class DemoEncoding:
-    """A demo embedded once per episode and reused at every control step.
+    """A demo embedded once per episode and reused at every control step, in the layouts the
+    context network reads (so no step re-lays them out).
 
-    embedding (B, T, K, D), keys: per context step (B, T, K, H, D), valid (B, T, K).
+    own (B, K, T, D): each block's embedding over time; keys: per context step (see
+    ``ContextNetwork.keys``); valid (B, T, K): real (frame, block) slots; bias (B, T*K): 0 on
+    real slots, -inf on padding.
     """
 
-    embedding: Tensor
+    own: Tensor
     keys: list[Tensor]
     valid: Tensor
+    bias: Tensor
+
+    @property
+    def copies(self) -> int:
+        return self.own.shape[0]
 
     def repeat(self, copies: int) -> DemoEncoding:
         """The same encoding for ``copies`` observations each (batch rows repeated in order)."""
-        return DemoEncoding(self.embedding.repeat_interleave(copies, 0),
+        return DemoEncoding(self.own.repeat_interleave(copies, 0),
                             [k.repeat_interleave(copies, 0) for k in self.keys],
-                            self.valid.repeat_interleave(copies, 0))
+                            self.valid.repeat_interleave(copies, 0),
+                            self.bias.repeat_interleave(copies, 0))
 
 
 @dataclass
@@ -520,13 +542,14 @@ class OneShotPolicy(nn.Module):
         """Embed (already subsampled) demo frames: run once per episode at inference."""
         embedding = self.demo_net(demo.blocks, demo.gripper, demo.block_mask, demo.frame_mask)
         valid = demo.frame_mask.unsqueeze(2) & demo.block_mask.unsqueeze(1)  # (B, T, K)
-        return DemoEncoding(embedding, self.context_net.keys(embedding), valid)
+        bias = torch.zeros(valid.shape, device=valid.device).masked_fill(~valid, float("-inf"))
+        own = embedding.transpose(1, 2).contiguous()  # (B, K, T, D)
+        return DemoEncoding(own, self.context_net.keys(embedding), valid, bias.flatten(1))
 
     def decide(self, encoding: DemoEncoding, blocks: Tensor, gripper: Tensor,
                block_mask: Tensor) -> Tensor:
         """Logits (B, 3 * num_bins + num_gripper_classes) for observations given an encoding."""
-        context = self.context_net(blocks, gripper, block_mask, encoding.embedding,
-                                   encoding.keys, encoding.valid)
+        context = self.context_net(blocks, gripper, block_mask, encoding)
         return self.manipulation_net(context)
 
     def forward(self, demo: Demo, blocks: Tensor, gripper: Tensor, block_mask: Tensor,
@@ -573,7 +596,7 @@ class OneShotPolicy(nn.Module):
         blocks (1, K, 3), gripper (1, 2), block_mask (1, K); the encoding has E rows
         -> axis probabilities (3, bins), gripper probabilities (g,).
         """
-        copies = encoding.embedding.shape[0]
+        copies = encoding.copies
         logits = self.decide(encoding, blocks.expand(copies, -1, -1), gripper.expand(copies, -1),
                              block_mask.expand(copies, -1))
         axis, grip = self.split_logits(logits)

@@ -123,7 +123,7 @@ def test_ensemble_inference_is_deterministic_for_a_seed() -> None:
     results = []
     for _ in range(2):
         encoding = model.ensemble_encoding(demo, 10, torch.Generator().manual_seed(3))
-        assert encoding.embedding.shape[:3] == (10, 10, K)
+        assert encoding.own.shape[:3] == (10, K, 10)  # (E, K, T~ = 5% of 200 frames)
         results.append(model.act_probabilities(encoding, *obs))
     torch.testing.assert_close(results[0], results[1], rtol=0, atol=0)
     axis, grip = results[0]
@@ -155,8 +155,9 @@ def test_dot_weights_match_a_direct_computation() -> None:
     g = torch.Generator().manual_seed(0)
     query, context = torch.randn(2, 3, 2, 8, generator=g), torch.randn(2, 5, 2, 8, generator=g)
     mask = torch.tensor([[True, True, False, True, True], [True, False, False, False, True]])
-    weights = dot_attention_weights(query, context, mask)  # (2, 3, 2, 5)
-    logits = torch.einsum("bqhd,bmhd->bqhm", query, context) / math.sqrt(8)
+    bias = torch.zeros(2, 5).masked_fill(~mask, float("-inf"))
+    weights = dot_attention_weights(query, context.permute(0, 2, 3, 1), bias)  # (2, 2, 3, 5)
+    logits = torch.einsum("bqhd,bmhd->bhqm", query, context) / math.sqrt(8)
     expected = logits.masked_fill(~mask[:, None, None, :], float("-inf")).softmax(-1)
     torch.testing.assert_close(weights, expected)
     assert torch.all(weights[1, :, :, 1:4] == 0)

@@ -169,6 +169,7 @@ def test_snapshot_and_final_conditioning_train_and_act(tiny_demos: Path, tmp_pat
     with DemoDataset(tiny_demos) as data:
         demo = data.demo("ab", 0)
         agent = agent_for_demo(policy, demo, ensemble=10)
-        assert agent.encoding.embedding.shape[:2] == (1, 1)  # one copy, one frame (1 stage)
+        assert agent.encoding.own.shape[0] == 1  # one copy
+        assert agent.encoding.own.shape[2] == 1  # one frame (1 stage)
         action = agent.act({"blocks": demo.blocks[0], "gripper": demo.gripper[0]})
     assert action.shape == (4,) and abs(float(action[3])) == 1.0
