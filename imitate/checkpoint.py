@@ -131,11 +131,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     if payload.get("action_bins") != action_bins():
         raise CheckpointError(f"{path} was trained with a different discrete action set")
     try:
-        model_config = dict(payload["model_config"])
-        # Checkpoints written before the option existed all used the paper's additive scoring.
-        model_config.setdefault("temporal_scoring", "additive")
+        model_config, state = _upgrade(dict(payload["model_config"]), payload["model_state"])
         policy = OneShotPolicy(PolicyConfig(**model_config))
-        policy.load_state_dict(payload["model_state"])
+        policy.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         raise CheckpointError(f"{path} has weights that do not fit the model ({first_line})"
@@ -150,3 +148,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         optimizer_state=payload.get("optimizer_state"),
         rng_state=payload.get("rng_state"),
     )
+
+
+def _upgrade(model_config: dict, state: dict) -> tuple[dict, dict]:
+    """Model config and weights of a checkpoint written by imitate 0.2, in today's terms: those
+    used the paper's additive temporal scoring (before ``temporal_scoring`` existed) and carried
+    an unused ``temporal_context`` layer in each context step."""
+    if "temporal_scoring" in model_config:
+        return model_config, state
+    model_config["temporal_scoring"] = "additive"
+    state = {key: value for key, value in state.items() if ".temporal_context." not in key}
+    return model_config, state

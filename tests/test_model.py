@@ -171,7 +171,11 @@ def test_checkpoints_from_before_the_scoring_option_load_as_additive(tmp_path) -
     path = save_checkpoint(tmp_path / "old.pt", additive, env={}, suite_version=1, training={},
                            step=0)
     payload = torch.load(path, weights_only=True)
-    del payload["model_config"]["temporal_scoring"]  # as written by imitate 0.2
+    del payload["model_config"]["temporal_scoring"]  # as written by imitate 0.2, which also
+    for step in range(additive.config.context_steps):  # had an unused layer per context step
+        for name in ("direction", "gain", "bias", "initialised"):
+            payload["model_state"][f"context_net.steps.{step}.temporal_context.{name}"] = (
+                torch.zeros(1))
     torch.save(payload, path)
     loaded = load_checkpoint(path).policy
     assert loaded.config.temporal_scoring == "additive"
