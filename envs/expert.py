@@ -72,9 +72,12 @@ ARM_BOXES = (
 )
 #: Columns whose top is more than ``ELBOW_BOTTOM`` above the grasp point and closer than
 #: ``ELBOW_RADIUS`` to it (m) count as hit by the elbow and upper arm (observed: a 6-cube tower
-#: 19 cm and a 9-cube tower 23 cm from a pick on the table were knocked over, and a 6-cube tower
-#: 27 cm from a pick at the far edge, x = 0.66 m, where the arm is stretched).
-ELBOW_RADIUS = 0.30
+#: 19 cm and a 9-cube tower 23 cm from a pick on the table were knocked over). With the arm
+#: stretched, for grasps more than ``STRETCHED_REACH`` from the base, ``ELBOW_RADIUS_STRETCHED``
+#: (observed: a 6-cube tower 27 cm from a pick at x = 0.66 m was knocked over).
+ELBOW_RADIUS = 0.26
+ELBOW_RADIUS_STRETCHED = 0.30
+STRETCHED_REACH = 0.62
 ELBOW_BOTTOM = 0.17
 #: Half width (m) of the corridor above the line from the robot base to the grasp point where the
 #: upper arm and forearm pass, and how far above the grasp point (m) they run (observed: an
@@ -134,6 +137,12 @@ SPOT_Y = np.arange(-0.28, 0.2801, 0.02)
 #: between a set-down spot and any other cube, when no spot clears the hand zones.
 ROOM_X = 0.065
 ROOM_Y = 0.09
+#: Offsets (m) at which a set-down spot must also be clear of the tower sites, so that a cube
+#: landing a few millimetres off its spot is not an intruder to be moved again.
+SITE_SHIFTS = np.array([[0.0, 0.0], [0.01, 0.0], [-0.01, 0.0], [0.0, 0.01], [0.0, -0.01]])
+#: Least centre distance (m, along x or y) between a set-down spot and any other cube: less, and
+#: the cube lands on its neighbour.
+APART = 0.058
 #: A held cube whose nearest free spot is farther than this (m) is set down below the hand when
 #: there is room there.
 SET_DOWN_REACH = 0.05
@@ -329,20 +338,24 @@ def free_spot(
         zone = np.where(tall[:, None], [WRIST_ZONE_X, WRIST_ZONE_Y], [ZONE_X, ZONE_Y])
         d = np.abs(spots[:, None, :] - others[None, :, :2])  # (S, m, 2)
         clearance = np.min(np.maximum(d[..., 0] / zone[:, 0], d[..., 1] / zone[:, 1]), axis=1)
-    grasps = np.column_stack([spots, np.full(len(spots), _level_z(0))])
     site_ok = np.ones(len(spots), dtype=bool)
-    for site_xy, height in sites:
-        site_ok &= ~arm_hits(grasps, site_xy, STACK_HEIGHT * height)
+    for shift in SITE_SHIFTS:  # clear by a margin: a cube landing a little off stays clear
+        grasps = np.column_stack([spots + shift, np.full(len(spots), _level_z(0))])
+        for site_xy, height in sites:
+            site_ok &= ~arm_hits(grasps, site_xy, STACK_HEIGHT * height)
     good = (clearance >= 1.0) & site_ok
     if good.any():
         candidates = spots[good]
         return candidates[np.argmin(np.linalg.norm(candidates - near_xy, axis=1))]
-    # Crowded table: the spot of largest clearance, among those clear of the sites and where the
-    # cube and the open fingers do not land on a neighbour, else clear of the sites, else roomy.
-    room = np.ones(len(spots), dtype=bool)
+    # Crowded table: never on a neighbour (the cube would tilt onto it); then the spot of largest
+    # clearance among those clear of the sites and of the open fingers' reach, else clear of the
+    # sites (else it is moved again as an intruder), else roomy.
+    room = apart = np.ones(len(spots), dtype=bool)
     if len(others):
         room = np.all((d[..., 0] >= ROOM_X) | (d[..., 1] >= ROOM_Y), axis=1)
-    score = np.minimum(clearance, 5.0) + 10.0 * room + 100.0 * site_ok + 100.0 * (site_ok & room)
+        apart = np.all(np.max(d, axis=-1) >= APART, axis=1)
+    score = (np.minimum(clearance, 5.0) + 10.0 * room + 100.0 * site_ok
+             + 100.0 * (site_ok & room) + 1000.0 * apart)
     return spots[np.argmax(score)]
 
 
@@ -392,9 +405,12 @@ def _set_down(view: WorldView, held: int) -> Move:
         again = _plan_if_set_down(view, held, here)
         if again is None or again.block != held:
             return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
-    again = _plan_if_set_down(view, held, move.destination[:2])
-    if again is not None and again.block == held and again.support == TABLE:
-        return Move(held, again.destination, TABLE, "set down clear")
+    for spot in (move.destination[:2], here):  # here: the spot may be a hair off the cube
+        again = _plan_if_set_down(view, held, spot)
+        if again is not None and again.block == held and again.support == TABLE:
+            return Move(held, again.destination, TABLE, "set down clear")
+        if np.linalg.norm(move.destination[:2] - here) > MIN_SHIFT:
+            break
     return move
 
 
@@ -461,12 +477,13 @@ def arm_hits(grasps: np.ndarray, column_xy: np.ndarray, top: float) -> np.ndarra
                 & (v < v_max + reach) & (top > grasps[:, 2] + bottom - ARM_MARGIN))
     # The elbow and upper arm swing wide when the hand works low: keep tall columns at a distance.
     distance = np.linalg.norm(offset, axis=1)
-    hit |= (distance < ELBOW_RADIUS) & (top > grasps[:, 2] + ELBOW_BOTTOM)
+    reach_out = np.linalg.norm(grasps[:, :2], axis=1)
+    radius = np.where(reach_out > STRETCHED_REACH, ELBOW_RADIUS_STRETCHED, ELBOW_RADIUS)
+    hit |= (distance < radius) & (top > grasps[:, 2] + ELBOW_BOTTOM)
     # The upper arm and forearm run from the base toward the hand high above the table: a tall
     # column in that corridor (between the base and the grasp point) is in the way.
     along = np.sum(column_xy * radial, axis=1)
     across = np.abs(np.sum(column_xy * tangent, axis=1))
-    reach_out = np.linalg.norm(grasps[:, :2], axis=1)
     hit |= ((along > 0.0) & (along < reach_out) & (across < ARM_CORRIDOR)
             & (top > grasps[:, 2] + ARM_CORRIDOR_BOTTOM))
     return hit
