@@ -383,18 +383,23 @@ class ContextStep(nn.Module):
         of a frame's blocks are summed into one weight per frame, which then reads block i's own
         demo embedding at that frame (our reading of section 4.3).
 
-        state (B, K, D), keys: this step's ``DemoEncoding.keys`` entry -> (B, K, H * D).
+        state (N, K, D) with N = B * P (``demo.pairs`` observations per demo, demo-major), keys:
+        this step's ``DemoEncoding.keys`` entry -> (N, K, H * D). The P observations of a demo
+        are scored together against its keys: the demo is never copied P times.
         """
-        d = state.shape[-1]
-        t = demo.own.shape[2]
-        q = self.temporal_query(state).unflatten(-1, (self.heads, d))  # (B, K, H, D)
+        n, k, d = state.shape
+        b, p, t = demo.own.shape[0], demo.pairs, demo.own.shape[2]
+        q = self.temporal_query(state).unflatten(-1, (self.heads, d))  # (N, K, H, D)
+        q = q.reshape(b, p * k, self.heads, d)  # (B, P*K, H, D)
         if self.temporal is None:
-            w = dot_attention_weights(q, keys, demo.bias)  # (B, H, K, T*K')
-            per_frame = w.unflatten(-1, (t, -1)).sum(-1).transpose(1, 2)  # (B, K, H, T)
+            w = dot_attention_weights(q, keys, demo.bias)  # (B, H, P*K, T*K')
+            per_frame = w.unflatten(-1, (t, -1)).sum(-1)  # (B, H, P*K, T)
+            per_frame = per_frame.unflatten(2, (p, k)).permute(0, 2, 3, 1, 4)  # (B, P, K, H, T)
         else:
-            w = self.temporal.weights(q, keys, demo.valid.flatten(1))  # (B, K, H, T*K')
-            per_frame = w.unflatten(-1, (t, -1)).sum(-1)  # (B, K, H, T)
-        return (per_frame @ demo.own).flatten(-2)  # (B, K, H * D)
+            w = self.temporal.weights(q, keys, demo.valid.flatten(1))  # (B, P*K, H, T*K')
+            per_frame = w.unflatten(-1, (t, -1)).sum(-1).unflatten(1, (p, k))  # (B, P, K, H, T)
+        read = per_frame @ demo.own.unsqueeze(1)  # (B, P, K, H, D)
+        return read.reshape(n, k, self.heads * d)
 
     def forward(self, state: Tensor, cell: Tensor, xyz: Tensor, robot: Tensor,
                 block_mask: Tensor, demo: DemoEncoding, keys: Tensor) -> tuple[Tensor, Tensor]:
@@ -478,24 +483,24 @@ class DemoEncoding:
 
     own (B, K, T, D): each block's embedding over time; keys: per context step (see
     ``ContextNetwork.keys``); valid (B, T, K): real (frame, block) slots; bias (B, T*K): 0 on
-    real slots, -inf on padding.
+    real slots, -inf on padding; ``pairs`` observations read each demo.
     """
 
     own: Tensor
     keys: list[Tensor]
     valid: Tensor
     bias: Tensor
+    #: Observations conditioned on each demo row (consecutive rows of the observation batch).
+    pairs: int = 1
 
     @property
     def copies(self) -> int:
-        return self.own.shape[0]
+        """Observation rows this encoding conditions (demos x pairs)."""
+        return self.own.shape[0] * self.pairs
 
     def repeat(self, copies: int) -> DemoEncoding:
-        """The same encoding for ``copies`` observations each (batch rows repeated in order)."""
-        return DemoEncoding(self.own.repeat_interleave(copies, 0),
-                            [k.repeat_interleave(copies, 0) for k in self.keys],
-                            self.valid.repeat_interleave(copies, 0),
-                            self.bias.repeat_interleave(copies, 0))
+        """The same encoding for ``copies`` consecutive observations per demo (nothing copied)."""
+        return DemoEncoding(self.own, self.keys, self.valid, self.bias, self.pairs * copies)
 
 
 @dataclass

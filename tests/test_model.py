@@ -67,6 +67,19 @@ def test_output_shapes_and_loss(policy: OneShotPolicy) -> None:
     assert policy.config.context_size == 2 + 6 * policy.config.context_heads
 
 
+def test_pairs_share_their_demo_exactly_as_repeated_demos_would(policy: OneShotPolicy) -> None:
+    demo = make_demo(4, 9, seed=21, batch=2)
+    g = torch.Generator().manual_seed(22)
+    blocks, gripper = torch.randn(6, K, 3, generator=g) * 0.2, torch.tensor([[0.0, 1.0]] * 6)
+    mask = demo.block_mask.repeat_interleave(3, 0)
+    repeated = Demo(*(x.repeat_interleave(3, 0) for x in
+                      (demo.blocks, demo.gripper, demo.block_mask, demo.frame_mask)))
+    with torch.no_grad():
+        shared = policy(demo, blocks, gripper, mask, pairs_per_demo=3)
+        copied = policy(repeated, blocks, gripper, mask, pairs_per_demo=1)
+    torch.testing.assert_close(shared, copied, rtol=1e-5, atol=1e-6)
+
+
 def test_permuting_block_slots_leaves_the_action_unchanged(policy: OneShotPolicy) -> None:
     demo = make_demo(4, 10, seed=3)
     blocks, gripper, mask = make_observation(4, seed=4)
