@@ -146,6 +146,9 @@ APART = 0.058
 #: A held cube whose nearest free spot is farther than this (m) is set down below the hand when
 #: there is room there.
 SET_DOWN_REACH = 0.05
+#: Height (m) above its resting height below which a cube being set down where it is stays
+#: committed to that spot.
+SET_DOWN_COMMITTED = 0.04
 #: A relocation shorter than this (m) is not worth a move (and would repeat forever).
 MIN_SHIFT = 0.02
 #: A cube counts as resting on the table when its centre is this close to half a cube high (m).
@@ -373,11 +376,15 @@ def _table_move(view: WorldView, block: int, reason: str, tall_site: bool = Fals
     return Move(block, destination, TABLE, reason)
 
 
-def _has_room(positions: np.ndarray, exclude: set[int], xy: np.ndarray) -> bool:
+def _has_room(positions: np.ndarray, exclude: set[int], xy: np.ndarray, relaxed: bool = False
+              ) -> bool:
     """Whether a cube set down at ``xy`` (m) stays ``ROOM_X`` / ``ROOM_Y`` clear of every other
-    cube (``exclude``: cubes not counted)."""
+    cube (``exclude``: cubes not counted); ``relaxed``: only ``APART`` clear (not on a
+    neighbour)."""
     others = np.array([p[:2] for i, p in enumerate(positions) if i not in exclude]).reshape(-1, 2)
     d = np.abs(others - xy)  # (m, 2)
+    if relaxed:
+        return bool(np.all(np.max(d, axis=1) >= APART))
     return bool(np.all((d[:, 0] >= ROOM_X) | (d[:, 1] >= ROOM_Y)))
 
 
@@ -400,8 +407,11 @@ def _set_down(view: WorldView, held: int) -> Move:
     """
     move = _table_move(view, held, "set down")
     here = view.positions[held, :2]
+    # Once the cube is on its way down here, only a neighbour right below stops it: the cube's
+    # drift while descending must not flip the decision back and forth.
+    descending = view.positions[held, 2] < _level_z(0) + SET_DOWN_COMMITTED
     if np.linalg.norm(move.destination[:2] - here) > SET_DOWN_REACH and _has_room(
-            view.positions, {held}, here):
+            view.positions, {held}, here, relaxed=descending):
         again = _plan_if_set_down(view, held, here)
         if again is None or again.block != held:
             return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
