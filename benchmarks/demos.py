@@ -2,13 +2,13 @@
 
 For each cube count, a suite task with that many cubes (and about half as many stages) is recorded
 ``--demos`` times with ``imitate.data.generate`` into a temporary dataset, once per worker count.
-Printed per row:
-demos/min (wall time of the whole call, pool start-up included), the scaling ratio against one
-worker, bytes per demo on disk, steps per demo, and for the 1-worker run (in-process) the share of
-wall time spent outside physics (everything but ``Sim.step``: expert, observation and predicate
+Printed per row: demos/min (wall time of the whole call, pool start-up included: the default 60
+demos per row make it a small share), the scaling ratio against one worker, bytes per demo on
+disk, steps per demo, and for the 1-worker run (in-process) the share of wall time spent outside
+physics (everything but ``Sim.step``: expert, observation and predicate
 code, recording, compression, writing). Target (issue 4): 2 workers >= 1.8x one worker.
 
-    python benchmarks/demos.py [--demos 20] [--cubes 2 5 10] [--workers 1 2] [--seed 0]
+    python benchmarks/demos.py [--demos 60] [--cubes 2 5 10] [--workers 1 2] [--seed 0]
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def measure(layout: str, demos: int, workers: int, seed: int) -> dict[str, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--demos", type=int, default=20, help="demos per measurement")
+    parser.add_argument("--demos", type=int, default=60, help="demos per measurement")
     parser.add_argument("--cubes", type=int, nargs="+", default=[2, 5, 10])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seed", type=int, default=0)
