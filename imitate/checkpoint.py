@@ -35,6 +35,10 @@ from imitate.model import OneShotPolicy, PolicyConfig
 
 FORMAT = "imitate-policy"
 FORMAT_VERSION = 1
+#: The name that stands for the policy shipped inside the package (``--checkpoint pretrained``).
+PRETRAINED = "pretrained"
+#: Folder of the shipped policy, its evaluation report and the record of how it was made.
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 
 
 class CheckpointError(ValueError):
@@ -94,10 +98,21 @@ def save_checkpoint(
     return path
 
 
+def is_pretrained(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is the name ``pretrained`` (the policy shipped with the package)."""
+    return str(path) == PRETRAINED
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> Path:
+    """``path`` as a file path; the name ``pretrained`` becomes the shipped policy's file."""
+    return PRETRAINED_DIR / "policy.pt" if is_pretrained(path) else Path(path)
+
+
 def read_checkpoint_bytes(path: str | os.PathLike) -> bytes:
     """The checkpoint file's bytes (read once, then handed to ``load_checkpoint(data=...)`` in
-    several processes so that all of them use the same version of a file being rewritten)."""
-    path = Path(path)
+    several processes so that all of them use the same version of a file being rewritten).
+    ``pretrained`` names the policy shipped with the package."""
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     return path.read_bytes()
@@ -108,13 +123,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     """Read and validate a checkpoint; the policy comes back in eval mode on ``device``.
 
     ``data``: the file's bytes when already read (``read_checkpoint_bytes``); ``path`` then only
-    names it in messages.
+    names it in messages. ``pretrained`` names the policy shipped with the package.
 
     Raises:
         CheckpointError: missing file, not a torch file, not an imitate checkpoint, a newer format,
             an action set that differs from this installation's, or weights that do not fit.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if data is None:
         data = read_checkpoint_bytes(path)
     try:
@@ -151,9 +166,12 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
 
 
 def _upgrade(model_config: dict, state: dict) -> tuple[dict, dict]:
-    """Model config and weights of a checkpoint written by imitate 0.2, in today's terms: those
-    used the paper's additive temporal scoring (before ``temporal_scoring`` existed) and carried
-    an unused ``temporal_context`` layer in each context step."""
+    """Model config and weights of a checkpoint written by an older imitate, in today's terms.
+
+    0.2 used the paper's additive temporal scoring (before ``temporal_scoring`` existed) and
+    carried an unused ``temporal_context`` layer in each context step; 0.2 and 0.3 fed block
+    positions in metres (before ``position_scale`` existed)."""
+    model_config.setdefault("position_scale", 1.0)
     if "temporal_scoring" in model_config:
         return model_config, state
     model_config["temporal_scoring"] = "additive"

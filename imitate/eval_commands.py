@@ -23,7 +23,8 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
         "same starts. Writes report.json, episodes.csv, summary.csv, report.md and two PNG "
         "plots to --out.")
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
-                        help="policy checkpoint, e.g. runs/NAME/policy.pt")
+                        help="policy checkpoint, e.g. runs/NAME/policy.pt, or 'pretrained' for "
+                        "the policy shipped with imitate")
     parser.add_argument("--split", choices=SPLITS, default=_DEFAULTS.split,
                         help=f"suite tasks to evaluate (default: {_DEFAULTS.split})")
     parser.add_argument("--tasks", metavar="LAYOUTS",
@@ -45,7 +46,8 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
                         help="also write the first N episodes of each task as mp4 (demo and "
                         "rollout side by side) into OUT/videos (default: 0)")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
-                        help="report folder (default: eval-SPLIT next to the checkpoint)")
+                        help="report folder (default: eval-SPLIT next to the checkpoint; "
+                        "eval-pretrained-SPLIT in the current folder for 'pretrained')")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_eval)
 
@@ -61,7 +63,8 @@ def add_render_command(commands: argparse._SubParsersAction) -> None:
         f"complete and the outcome written above. Every --every-th control step is rendered; "
         f"the video plays at {VIDEO_FPS} frames/s.")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", type=Path, metavar="PATH", help="policy checkpoint")
+    source.add_argument("--checkpoint", type=Path, metavar="PATH",
+                        help="policy checkpoint, or 'pretrained' for the shipped policy")
     source.add_argument("--expert", action="store_true",
                         help="render the scripted expert instead of a policy")
     parser.add_argument("--task", required=True, metavar="LAYOUT", help="e.g. 'ab cde'")
@@ -90,6 +93,16 @@ def _cmd_render(args: argparse.Namespace) -> None:
           f"({result.seconds:.1f} s)")
 
 
+def _default_report_folder(checkpoint: Path, name: str) -> Path:
+    """``eval-NAME`` next to the checkpoint; in the current folder for the shipped policy, whose
+    folder inside the installed package may not be writable."""
+    from imitate.checkpoint import is_pretrained
+
+    if is_pretrained(checkpoint):
+        return Path(f"eval-pretrained-{name}")
+    return checkpoint.parent / f"eval-{name}"
+
+
 def _cmd_eval(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
@@ -97,7 +110,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from imitate.report import stage_rows, write_report
 
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
-    out = args.out or args.checkpoint.parent / f"eval-{'tasks' if tasks else args.split}"
+    out = args.out or _default_report_folder(args.checkpoint, "tasks" if tasks else args.split)
     config = EvalConfig(checkpoint=args.checkpoint, split=args.split, tasks=tasks,
                         episodes_per_task=args.episodes_per_task, ensemble=args.ensemble,
                         workers=args.workers, seed=args.seed, expert=not args.no_expert,

@@ -80,6 +80,11 @@ class PolicyConfig:
     num_gripper_classes: int = actions.NUM_GRIPPER_CLASSES
     #: Weight normalisation on dense and conv layers (paper: yes, with data-dependent init).
     weight_norm: bool = True
+    #: Factor on block positions (m) where they enter the network (our choice; the paper does not
+    #: give its units). 10 reads them in decimetres, of order 1 like the gripper one-hot they are
+    #: concatenated with; in metres the data-dependent init of the first layers lets the one-hot
+    #: drown them out and training stalls near the constant-action loss.
+    position_scale: float = 10.0
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -91,6 +96,8 @@ class PolicyConfig:
         if self.conditioning not in CONDITIONING_MODES:
             raise ValueError(f"conditioning must be one of {CONDITIONING_MODES}, "
                              f"got {self.conditioning!r}")
+        if not (math.isfinite(self.position_scale) and self.position_scale > 0.0):
+            raise ValueError(f"position_scale must be a positive number, got {self.position_scale}")
         if not 0.0 < self.keep_fraction <= 1.0:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
         for name in ("max_blocks", "hidden", "attention_heads", "context_heads", "context_steps",
@@ -545,7 +552,8 @@ class OneShotPolicy(nn.Module):
 
     def encode(self, demo: Demo) -> DemoEncoding:
         """Embed (already subsampled) demo frames: run once per episode at inference."""
-        embedding = self.demo_net(demo.blocks, demo.gripper, demo.block_mask, demo.frame_mask)
+        blocks = demo.blocks * self.config.position_scale  # (B, T, K, 3)
+        embedding = self.demo_net(blocks, demo.gripper, demo.block_mask, demo.frame_mask)
         valid = demo.frame_mask.unsqueeze(2) & demo.block_mask.unsqueeze(1)  # (B, T, K)
         bias = torch.zeros(valid.shape, device=valid.device).masked_fill(~valid, float("-inf"))
         own = embedding.transpose(1, 2).contiguous()  # (B, K, T, D)
@@ -554,6 +562,7 @@ class OneShotPolicy(nn.Module):
     def decide(self, encoding: DemoEncoding, blocks: Tensor, gripper: Tensor,
                block_mask: Tensor) -> Tensor:
         """Logits (B, 3 * num_bins + num_gripper_classes) for observations given an encoding."""
+        blocks = blocks * self.config.position_scale  # (B, K, 3)
         context = self.context_net(blocks, gripper, block_mask, encoding)
         return self.manipulation_net(context)
 

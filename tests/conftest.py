@@ -13,10 +13,10 @@ import pytest
 HOLDOUT_EVERY = 3
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """``imitate ARGS`` in a fresh interpreter, output captured."""
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``imitate ARGS`` in a fresh interpreter (in folder ``cwd``), output captured."""
     return subprocess.run([sys.executable, "-m", "imitate.cli", *args], capture_output=True,
-                          text=True, check=False)
+                          text=True, check=False, cwd=cwd)
 
 
 def one_line_error(done: subprocess.CompletedProcess[str], *words: str) -> None:

@@ -176,25 +176,46 @@ def test_dot_weights_match_a_direct_computation() -> None:
     assert torch.all(weights[1, :, :, 1:4] == 0)
 
 
-def test_checkpoints_from_before_the_scoring_option_load_as_additive(tmp_path) -> None:
+@pytest.mark.parametrize("version", ["0.2", "0.3"])
+def test_checkpoints_of_older_versions_load_with_the_settings_they_were_trained_with(
+        version: str, tmp_path) -> None:
     from imitate.checkpoint import load_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
-    additive = OneShotPolicy(PolicyConfig(conditioning="snapshot", temporal_scoring="additive"))
-    path = save_checkpoint(tmp_path / "old.pt", additive, env={}, suite_version=1, training={},
+    scoring = "additive" if version == "0.2" else "dot"
+    old = OneShotPolicy(PolicyConfig(conditioning="snapshot", temporal_scoring=scoring,
+                                     position_scale=1.0))  # both fed positions in metres
+    path = save_checkpoint(tmp_path / "old.pt", old, env={}, suite_version=1, training={},
                            step=0)
     payload = torch.load(path, weights_only=True)
-    del payload["model_config"]["temporal_scoring"]  # as written by imitate 0.2, which also
-    for step in range(additive.config.context_steps):  # had an unused layer per context step
-        for name in ("direction", "gain", "bias", "initialised"):
-            payload["model_state"][f"context_net.steps.{step}.temporal_context.{name}"] = (
-                torch.zeros(1))
+    del payload["model_config"]["position_scale"]
+    if version == "0.2":  # before the scoring option, with an unused layer per context step
+        del payload["model_config"]["temporal_scoring"]
+        for step in range(old.config.context_steps):
+            for name in ("direction", "gain", "bias", "initialised"):
+                payload["model_state"][f"context_net.steps.{step}.temporal_context.{name}"] = (
+                    torch.zeros(1))
     torch.save(payload, path)
     loaded = load_checkpoint(path).policy
-    assert loaded.config.temporal_scoring == "additive"
+    assert loaded.config.temporal_scoring == scoring
+    assert loaded.config.position_scale == 1.0
     demo, obs = make_demo(3, 5, seed=13), make_observation(3, seed=14)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(demo, *obs), additive.eval()(demo, *obs))
+        torch.testing.assert_close(loaded(demo, *obs), old.eval()(demo, *obs))
+
+
+def test_position_scale_is_validated_and_only_rescales_the_input() -> None:
+    with pytest.raises(ValueError, match="position_scale"):
+        PolicyConfig(position_scale=0.0)
+    torch.manual_seed(0)
+    metres = OneShotPolicy(PolicyConfig(conditioning="final", position_scale=1.0))
+    decimetres = OneShotPolicy(PolicyConfig(conditioning="final", position_scale=10.0))
+    decimetres.load_state_dict(metres.state_dict())
+    demo, (blocks, gripper, mask) = make_demo(2, 4, seed=3), make_observation(2, seed=4)
+    ten_times = Demo(demo.blocks * 10.0, demo.gripper, demo.block_mask, demo.frame_mask)
+    with torch.no_grad():
+        torch.testing.assert_close(decimetres.eval()(demo, blocks, gripper, mask),
+                                   metres.eval()(ten_times, blocks * 10.0, gripper, mask))
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(policy: OneShotPolicy, tmp_path) -> None:
