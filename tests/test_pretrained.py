@@ -1,0 +1,52 @@
+"""The policy shipped inside the package: ``--checkpoint pretrained`` for eval and render."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from conftest import run_cli
+from test_eval import read_video
+
+from imitate.checkpoint import PRETRAINED_DIR, load_checkpoint, resolve_checkpoint
+
+#: The shipped file stays small enough to live in the repository and the wheel.
+MAX_BYTES = 8_000_000
+
+
+def test_the_shipped_policy_is_small_self_described_and_reported() -> None:
+    path = resolve_checkpoint("pretrained")
+    assert path == PRETRAINED_DIR / "policy.pt"
+    assert 0 < path.stat().st_size <= MAX_BYTES
+    saved = load_checkpoint("pretrained")
+    assert saved.optimizer_state is None and saved.rng_state is None  # stripped for shipping
+    assert saved.step > 0
+    tasks = saved.training["dataset_tasks"]
+    assert len(tasks) == len(set(tasks)) > 1
+    for split in ("train", "test"):
+        report = json.loads((PRETRAINED_DIR / f"eval-{split}" / "report.json").read_text())
+        assert report["checkpoint"]["step"] == saved.step  # the report is of this very policy
+        assert report["config"]["ensemble"] == 10
+        assert report["config"]["episodes_per_task"] >= 20
+        assert (PRETRAINED_DIR / f"eval-{split}" / "report.md").read_text().strip()
+    # The training tasks it was evaluated on are the ones it was trained on.
+    train_report = json.loads((PRETRAINED_DIR / "eval-train" / "report.json").read_text())
+    assert set(train_report["config"]["tasks"]) <= set(tasks)
+
+
+def test_eval_and_render_accept_pretrained(tmp_path: Path) -> None:
+    done = run_cli("eval", "--checkpoint", "pretrained", "--tasks", "ab", "--episodes-per-task",
+                   "1", "--ensemble", "2", "--workers", "1", "--no-expert", "--quiet",
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "eval-pretrained-tasks" / "report.json").read_text())
+    assert report["checkpoint"]["path"] == "pretrained"
+    assert len(report["episodes"]) == 1
+    out = tmp_path / "pretrained.mp4"
+    done = run_cli("render", "--checkpoint", "pretrained", "--task", "ab", "--out", str(out),
+                   "--ensemble", "2", "--every", "10", "--size", "128")
+    assert done.returncode == 0, done.stderr
+    frames = read_video(out)
+    assert frames[0].shape == (168, 256, 3)
+    assert not np.array_equal(frames[0], frames[-1])
