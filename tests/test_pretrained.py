@@ -24,15 +24,15 @@ def test_the_shipped_policy_is_small_self_described_and_reported() -> None:
     assert saved.step > 0
     tasks = saved.training["dataset_tasks"]
     assert len(tasks) == len(set(tasks)) > 1
-    for split in ("train", "test"):
-        report = json.loads((PRETRAINED_DIR / f"eval-{split}" / "report.json").read_text())
+    reports = {split: json.loads((PRETRAINED_DIR / f"eval-{split}" / "report.json").read_text())
+               for split in ("train", "test")}
+    for split, report in reports.items():
         assert report["checkpoint"]["step"] == saved.step  # the report is of this very policy
         assert report["config"]["ensemble"] == 10
         assert report["config"]["episodes_per_task"] >= 20
         assert (PRETRAINED_DIR / f"eval-{split}" / "report.md").read_text().strip()
     # The training tasks it was evaluated on are the ones it was trained on.
-    train_report = json.loads((PRETRAINED_DIR / "eval-train" / "report.json").read_text())
-    assert set(train_report["config"]["tasks"]) <= set(tasks)
+    assert set(reports["train"]["config"]["tasks"]) <= set(tasks)
 
 
 def test_eval_and_render_accept_pretrained(tmp_path: Path) -> None:
