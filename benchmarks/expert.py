@@ -7,18 +7,25 @@ seeded episodes cycle through the suite's tasks with that many stages (training 
 9 stages: single towers of 10 cubes in seeded random orders). Episode ``i`` of stage count ``k``
 uses seed ``--seed + 1000 * k + i``, so runs are reproducible and failures can be replayed.
 
+With ``--log FILE`` every finished episode is appended to FILE (one JSON object per line); run the
+same command again after an interruption and the episodes already in FILE are not run again (the
+summary covers them all). A log written by another expert version is refused.
+
     python benchmarks/expert.py [--episodes 100] [--stages 1 2 ... 9] [--modes clean noisy snapped]
-                                [--workers 2] [--noise 0.003] [--seed 0]
+                                [--workers 2] [--noise 0.003] [--seed 0] [--log FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
+import os
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -92,6 +99,43 @@ def run_episode(job: Job) -> Outcome:
                    time.perf_counter() - start)
 
 
+def read_log(path: Path, expert_version: int) -> dict[Job, Outcome]:
+    """Outcomes already logged in ``path`` (JSON lines), by job. A line cut short by an
+    interruption is skipped; a line of another expert version raises ``SystemExit``."""
+    done: dict[Job, Outcome] = {}
+    if not path.exists():
+        return done
+    text = path.read_text()
+    if text and not text.endswith("\n"):  # cut short: new lines must not join the broken one
+        with path.open("a") as log:
+            log.write("\n")
+    for number, line in enumerate(text.splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            job = Job(**record["job"])
+        except (json.JSONDecodeError, KeyError, TypeError):
+            print(f"{path}:{number}: unreadable line skipped", file=sys.stderr)
+            continue
+        if record.get("expert_version") != expert_version:
+            raise SystemExit(f"{path} holds episodes of expert version "
+                             f"{record.get('expert_version')}, this is version {expert_version}: "
+                             "give another --log")
+        done[job] = Outcome(job, record["success"], record["failure"], record["steps"],
+                            record["seconds"])
+    return done
+
+
+def append_log(path: Path, outcome: Outcome, expert_version: int) -> None:
+    """Append one episode to the log and flush it to disk."""
+    record = {"expert_version": expert_version, "job": asdict(outcome.job),
+              "success": outcome.success, "failure": outcome.failure, "steps": outcome.steps,
+              "seconds": outcome.seconds}
+    with path.open("a") as log:
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+
+
 def make_jobs(args: argparse.Namespace) -> list[Job]:
     jobs = []
     for mode in args.modes:
@@ -133,17 +177,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=None,
                         help="noise std for the noisy mode (m); default: the dataset default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--log", type=Path, default=None,
+                        help="JSON-lines file of finished episodes: appended to, and resumed from")
     args = parser.parse_args(argv)
-    if args.noise is None:
-        from envs.expert import DEFAULT_NOISE_STD
+    from envs.expert import DEFAULT_NOISE_STD, EXPERT_VERSION
 
+    if args.noise is None:
         args.noise = DEFAULT_NOISE_STD
     jobs = make_jobs(args)
-    outcomes: list[Outcome] = []
+    done = read_log(args.log, EXPERT_VERSION) if args.log is not None else {}
+    outcomes: list[Outcome] = [done[job] for job in jobs if job in done]
+    todo = [job for job in jobs if job not in done]
+    if outcomes:
+        print(f"{len(outcomes)} of {len(jobs)} episodes read from {args.log}", file=sys.stderr)
     start = time.perf_counter()
 
     def progress(outcome: Outcome) -> None:
         outcomes.append(outcome)
+        if args.log is not None:
+            append_log(args.log, outcome, EXPERT_VERSION)
         failed = sum(not o.success for o in outcomes)
         elapsed = time.perf_counter() - start
         sys.stderr.write(f"\r{len(outcomes)}/{len(jobs)} episodes, {failed} failed, "
@@ -155,15 +207,15 @@ def main(argv: list[str] | None = None) -> int:
                              f"failure={outcome.failure} steps={outcome.steps}\n")
 
     if args.workers <= 1:
-        for job in jobs:
+        for job in todo:
             progress(run_episode(job))
-    else:
+    elif todo:
         with mp.get_context("spawn").Pool(args.workers) as pool:
-            for outcome in pool.imap_unordered(run_episode, jobs, chunksize=1):
+            for outcome in pool.imap_unordered(run_episode, todo, chunksize=1):
                 progress(outcome)
     sys.stderr.write("\n")
-    print(f"noise std {args.noise} m; {len(jobs)} episodes in {time.perf_counter() - start:.0f} s "
-          f"with {args.workers} worker(s)")
+    print(f"noise std {args.noise} m; {len(todo)} episodes in {time.perf_counter() - start:.0f} s "
+          f"with {args.workers} worker(s), {len(jobs) - len(todo)} read from the log")
     print(summarize(outcomes))
     return 0
 

@@ -22,7 +22,8 @@ Frames and units: world frame, metres; the robot base at the origin, the table t
 settings follow ``shared/reference/sim-notes.md`` (measured): at most 2 cm per control step in free
 space, 5 mm per step within about 3 cm of a contact, release with the held cube's bottom about
 3 mm above the target's top, align the HELD cube (not the hand) over the target, carry above
-every column near the path, keep the hand's collision box (+-10.4 cm along y, +-3.6 cm along x,
+every column near the path and high enough for the forearm and elbow to clear every column
+under them (``arm_floor``), keep the hand's collision box (+-10.4 cm along y, +-3.6 cm along x,
 from 3.5 cm above the grasp point) away from columns two cubes higher than the working level, and
 build towers of seven or more cubes near x = 0.45 m where the hand can reach their top.
 
@@ -30,7 +31,10 @@ Collisions of the arm with columns are predicted by ``arm_hits`` (boxes around t
 forearm from their measured AABBs, a radius around the elbow and a corridor under the upper arm
 for tall columns). Before a tower grows, cubes that would become unreachable next to it are moved
 away, and a lone base whose tower would crowd a finished one is moved; set-down spots are chosen
-clear of every tower site (``free_spot``).
+clear of every tower site (``free_spots``), out of the way of the plan's pending move, and only
+where the plan leaves the cube alone, also when it lands a centimetre off and over the plan's
+next moves (``_stays``). A spot for a cube moved out of the way still leaves the open fingers
+room around the stage's source.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 #: Version of the expert's behaviour, recorded in every dataset (``expert_version``): bump it when
 #: a change alters the actions it returns, so that resuming an old dataset is refused.
-EXPERT_VERSION = 2
+EXPERT_VERSION = 3
 
 # --- Geometry of the hand (m, relative to the grasp point; measured link AABBs) ------------------
 #: Lowest point of the open fingers below the grasp point.
@@ -149,6 +153,10 @@ SET_DOWN_REACH = 0.05
 #: Height (m) above its resting height below which a cube being set down where it is stays
 #: committed to that spot.
 SET_DOWN_COMMITTED = 0.04
+#: Plan moves followed ahead when checking that a cube set down at a spot is not moved again.
+SET_DOWN_LOOKAHEAD = 6
+#: Free spots tried, nearest first, for a set-down the plan would not move again.
+SET_DOWN_CANDIDATES = 8
 #: A relocation shorter than this (m) is not worth a move (and would repeat forever).
 MIN_SHIFT = 0.02
 #: A cube counts as resting on the table when its centre is this close to half a cube high (m).
@@ -310,21 +318,27 @@ def _tower_heights(task: Task) -> np.ndarray:
     return heights
 
 
-def free_spot(
+def free_spots(
     positions: np.ndarray,
     exclude: set[int],
     near_xy: np.ndarray,
     center: np.ndarray | None = None,
     half: np.ndarray | None = None,
     sites: list[tuple[np.ndarray, int]] = (),
+    count: int = 1,
+    avoid: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A table spot (xy, m) for a cube, out of the hand zones of every other cube if possible.
+    """Up to ``count`` table spots (k, 2) (xy, m) for a cube, best first, out of the hand zones
+    of every other cube if possible.
 
     Among the grid spots (optionally only those within ``half`` of ``center``) from which a cube
     can be picked next to every site (column xy, final height) at its full height and whose zone
-    clearance is at least 1, the one nearest to ``near_xy``; when there is none, the spot of
-    largest clearance (preferring spots clear of the sites). ``exclude`` lists cubes not counted
-    as obstacles (the cube being moved).
+    clearance is at least 1, those nearest to ``near_xy``; when there is none, ranked for a
+    crowded table (never on a neighbour, then room for the open fingers, then clear of the sites,
+    then the largest clearance). ``exclude`` lists cubes not counted as obstacles (the cube
+    being moved). Every spot leaves the open fingers room (``ROOM_X`` / ``ROOM_Y``) around each
+    ``avoid`` point (k, 2) (xy, m): a spot another move will fill, or a cube not counted but
+    still standing there.
     """
     gx, gy = np.meshgrid(SPOT_X, SPOT_Y, indexing="ij")
     spots = np.stack([gx.ravel(), gy.ravel()], axis=1)
@@ -342,36 +356,49 @@ def free_spot(
         d = np.abs(spots[:, None, :] - others[None, :, :2])  # (S, m, 2)
         clearance = np.min(np.maximum(d[..., 0] / zone[:, 0], d[..., 1] / zone[:, 1]), axis=1)
     site_ok = np.ones(len(spots), dtype=bool)
-    for shift in SITE_SHIFTS:  # clear by a margin: a cube landing a little off stays clear
-        grasps = np.column_stack([spots + shift, np.full(len(spots), _level_z(0))])
-        for site_xy, height in sites:
-            site_ok &= ~arm_hits(grasps, site_xy, STACK_HEIGHT * height)
-    good = (clearance >= 1.0) & site_ok
+    if len(sites):
+        sites_xy = np.array([xy for xy, _ in sites]).reshape(-1, 2)
+        tops = STACK_HEIGHT * np.array([height for _, height in sites], dtype=float)
+        for shift in SITE_SHIFTS:  # clear by a margin: a cube landing a little off stays clear
+            site_ok &= np.all(_level_z(0) >= arm_floor(spots + shift, sites_xy, tops), axis=1)
+    free = np.ones(len(spots), dtype=bool)
+    if avoid is not None and len(avoid):
+        gap = np.abs(spots[:, None, :] - np.asarray(avoid)[None, :, :2])  # (S, k, 2)
+        free = np.all((gap[..., 0] >= ROOM_X) | (gap[..., 1] >= ROOM_Y), axis=1)
+    good = (clearance >= 1.0) & site_ok & free
     if good.any():
         candidates = spots[good]
-        return candidates[np.argmin(np.linalg.norm(candidates - near_xy, axis=1))]
-    # Crowded table: never on a neighbour (the cube would tilt onto it); then the spot of largest
-    # clearance among those clear of the sites and of the open fingers' reach, else clear of the
-    # sites (else it is moved again as an intruder), else roomy.
+        order = np.argsort(np.linalg.norm(candidates - near_xy, axis=1), kind="stable")
+        return candidates[order[:count]]
+    # Crowded table: never on a neighbour (the cube would tilt onto it); then with room for the
+    # open fingers (else the release shoves the neighbours, and a cube shoved past the yaw that
+    # closing fingers square up cannot be picked again), preferring spots clear of the sites
+    # (else it is moved again as an intruder); among those, the largest clearance.
     room = apart = np.ones(len(spots), dtype=bool)
     if len(others):
         room = np.all((d[..., 0] >= ROOM_X) | (d[..., 1] >= ROOM_Y), axis=1)
         apart = np.all(np.max(d, axis=-1) >= APART, axis=1)
-    score = (np.minimum(clearance, 5.0) + 10.0 * room + 100.0 * site_ok
-             + 100.0 * (site_ok & room) + 1000.0 * apart)
-    return spots[np.argmax(score)]
+    score = (np.minimum(clearance, 5.0) + 10.0 * site_ok + 100.0 * room
+             + 100.0 * (site_ok & room) + 1000.0 * apart + 10000.0 * free)
+    return spots[np.argsort(-score, kind="stable")[:count]]
 
 
 def _table_move(view: WorldView, block: int, reason: str, tall_site: bool = False,
-                ignore: int = -1) -> Move:
+                ignore: int = -1, avoid: np.ndarray | None = None) -> Move:
     """Move ``block`` to a free table spot (near the tall-tower site when ``tall_site``).
 
-    ``ignore``: a cube not counted as an obstacle (the stage's source, about to move anyway), so
-    that the spot is the same whether or not that cube is in the hand.
+    ``ignore``: a cube not counted as an obstacle (the stage's source, about to move anyway);
+    the spot still leaves the open fingers room around it, as it is picked from there next.
+    ``avoid``: (k, 2) xy (m) the spot leaves room around.
     """
     center, half = (TALL_SITE, TALL_TARGET) if tall_site else (None, None)
-    xy = free_spot(view.positions, {block, ignore}, view.positions[block, :2], center, half,
-                   _sites(view, exclude=block))
+    keep_off = [] if avoid is None else list(np.asarray(avoid).reshape(-1, 2))
+    if ignore >= 0:
+        keep_off.append(view.positions[ignore, :2])
+    # The held cube is in the air: where it is carried through is nobody's obstacle.
+    not_obstacles = {block, ignore, view.held}
+    xy = free_spots(view.positions, not_obstacles, view.positions[block, :2], center, half,
+                    _sites(view, exclude=block), avoid=np.array(keep_off).reshape(-1, 2))[0]
     destination = np.array([xy[0], xy[1], C.TABLE_TOP_Z + C.CUBE_HALF])
     return Move(block, destination, TABLE, reason)
 
@@ -395,33 +422,77 @@ def _plan_if_set_down(view: WorldView, held: int, xy: np.ndarray) -> Move | None
     return plan_move(replace(view, positions=positions, held=-1))
 
 
-def _set_down(view: WorldView, held: int) -> Move:
+def _moved_again(view: WorldView, held: int, xy: np.ndarray) -> Move | None:
+    """The table move the plan would give the held cube if it stood on the table at ``xy`` (m).
+
+    The plan's next ``SET_DOWN_LOOKAHEAD`` moves are followed (each as if done): the cube must
+    not be the plan's next move, and not a later intruder either once the cubes moved before it
+    are gone. None when the plan leaves the cube there (or puts it on its tower).
+    """
+    positions = view.positions.copy()
+    positions[held] = [xy[0], xy[1], _level_z(0)]
+    for _ in range(SET_DOWN_LOOKAHEAD):
+        move = plan_move(replace(view, positions=positions, held=-1))
+        if move is None:
+            return None
+        if move.block == held:
+            return move if move.support == TABLE else None
+        positions = positions.copy()
+        positions[move.block] = move.destination
+    return None
+
+
+def _set_down(view: WorldView, held: int, pending: Move | None = None) -> Move:
     """Where to put a held cube that the plan (which skips the held cube) does not move.
 
-    A free spot near the hand, or right below the hand when the nearest spot is far and there is
-    room there. Each candidate is checked by asking the plan as if the cube stood there: when the
-    plan would move the cube again (an intruder in the way of a tower), the cube goes where the
-    plan would send it from there instead. The answer depends on the layout and the candidate,
-    not on where the cube is being carried through, so the carry cannot swing back and forth
-    across the edge of a tower's zone.
+    Right below the hand when the nearest free spot is far and there is room there; else the
+    nearest of the ``SET_DOWN_CANDIDATES`` best free spots (as roomy as the best) where the cube
+    stays (``_stays``); else where the plan would send it from the best spot. ``pending`` is the
+    plan's next move (of another cube): no spot is in the open fingers' way at its destination.
+    Candidates are judged as if the cube stood there, never by where it is carried through, so
+    the carry cannot swing back and forth across the edge of a tower's zone.
     """
-    move = _table_move(view, held, "set down")
+    taken = np.empty((0, 2)) if pending is None else pending.destination[None, :2]
+    spots = free_spots(view.positions, {held}, view.positions[held, :2],
+                       sites=_sites(view, exclude=held), count=SET_DOWN_CANDIDATES, avoid=taken)
     here = view.positions[held, :2]
     # Once the cube is on its way down here, only a neighbour right below stops it: the cube's
     # drift while descending must not flip the decision back and forth.
     descending = view.positions[held, 2] < _level_z(0) + SET_DOWN_COMMITTED
-    if np.linalg.norm(move.destination[:2] - here) > SET_DOWN_REACH and _has_room(
-            view.positions, {held}, here, relaxed=descending):
+    if np.linalg.norm(spots[0] - here) > SET_DOWN_REACH and _has_room(
+            view.positions, {held}, here, relaxed=descending) and _clear_of(taken, here):
         again = _plan_if_set_down(view, held, here)
-        if again is None or again.block != held:
+        if (again is None or again.block != held) and _moved_again(view, held, here) is None:
             return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
-    for spot in (move.destination[:2], here):  # here: the spot may be a hair off the cube
-        again = _plan_if_set_down(view, held, spot)
+    # On a crowded table the candidates are ranked, not all roomy: never trade the open fingers'
+    # room (they would shove the neighbours on release) for a spot the plan leaves alone.
+    roomy = _has_room(view.positions, {held}, spots[0])
+    for spot in spots:
+        if roomy and not _has_room(view.positions, {held}, spot):
+            continue
+        if _stays(view, held, spot):
+            return Move(held, np.array([spot[0], spot[1], _level_z(0)]), TABLE, "set down")
+    again = _plan_if_set_down(view, held, spots[0])
+    if again is not None and again.block == held and again.support == TABLE:
+        return Move(held, again.destination, TABLE, "set down clear")
+    return Move(held, np.array([spots[0][0], spots[0][1], _level_z(0)]), TABLE, "set down")
+
+
+def _stays(view: WorldView, held: int, xy: np.ndarray) -> bool:
+    """Whether the plan leaves the held cube on the table at ``xy`` (m): also when it lands a
+    centimetre off (``SITE_SHIFTS``), and over the plan's next moves (``_moved_again``)."""
+    for shift in SITE_SHIFTS[1:]:
+        again = _plan_if_set_down(view, held, xy + shift)
         if again is not None and again.block == held and again.support == TABLE:
-            return Move(held, again.destination, TABLE, "set down clear")
-        if np.linalg.norm(move.destination[:2] - here) > MIN_SHIFT:
-            break
-    return move
+            return False
+    return _moved_again(view, held, xy) is None
+
+
+def _clear_of(points: np.ndarray, xy: np.ndarray) -> bool:
+    """Whether a cube at ``xy`` (m) leaves the open fingers room (``ROOM_X`` / ``ROOM_Y``) at
+    every point of ``points`` (k, 2)."""
+    gap = np.abs(points - xy)
+    return bool(np.all((gap[:, 0] >= ROOM_X) | (gap[:, 1] >= ROOM_Y)))
 
 
 def _clear_then(view: WorldView, block: int, reason: str) -> Move | None:
@@ -471,32 +542,44 @@ def arm_hits(grasps: np.ndarray, column_xy: np.ndarray, top: float) -> np.ndarra
     """(S,) bool: whether the hand, wrist or forearm at each grasp point touches a column.
 
     ``grasps`` (S, 3) are grasp points (m) with the hand pointing down; the column stands at
-    ``column_xy`` with its top face at height ``top`` (m). Approximate: boxes from the link AABBs
-    in a frame turned toward each grasp point's bearing from the robot base.
+    ``column_xy`` with its top face at height ``top`` (m). See ``arm_floor``.
     """
     grasps = np.atleast_2d(grasps)
-    bearing = np.arctan2(grasps[:, 1], grasps[:, 0])
-    radial = np.stack([np.cos(bearing), np.sin(bearing)], axis=1)  # (S, 2)
-    tangent = np.stack([-radial[:, 1], radial[:, 0]], axis=1)
-    offset = column_xy - grasps[:, :2]
-    u, v = np.sum(offset * radial, axis=1), np.sum(offset * tangent, axis=1)
+    floor = arm_floor(grasps[:, :2], np.reshape(column_xy, (1, 2)), np.array([top]))
+    return grasps[:, 2] < floor[:, 0]
+
+
+def arm_floor(grasps_xy: np.ndarray, columns_xy: np.ndarray, tops: np.ndarray) -> np.ndarray:
+    """(S, m) lowest grasp-point height (m) at which the hand, wrist and forearm above each of
+    the points ``grasps_xy`` (S, 2) clear each column standing at ``columns_xy`` (m, 2) with its
+    top face at ``tops`` (m,) (m); -inf where no part of the arm passes over the column.
+
+    Approximate: boxes from the link AABBs in a frame turned toward each grasp point's bearing
+    from the robot base, the elbow's swing and the upper arm's corridor.
+    """
+    grasps_xy = np.atleast_2d(grasps_xy)
+    bearing = np.arctan2(grasps_xy[:, 1], grasps_xy[:, 0])
+    radial = np.stack([np.cos(bearing), np.sin(bearing)], axis=1)[:, None, :]  # (S, 1, 2)
+    tangent = np.concatenate([-radial[..., 1:], radial[..., :1]], axis=-1)  # (S, 1, 2)
+    offset = columns_xy[None, :, :] - grasps_xy[:, None, :]  # (S, m, 2)
+    u, v = np.sum(offset * radial, axis=-1), np.sum(offset * tangent, axis=-1)  # (S, m)
     reach = C.CUBE_HALF + ARM_MARGIN
-    hit = np.zeros(len(grasps), dtype=bool)
+    floor = np.full(u.shape, -np.inf)
     for u_min, u_max, v_min, v_max, bottom in ARM_BOXES:
-        hit |= ((u > u_min - reach) & (u < u_max + reach) & (v > v_min - reach)
-                & (v < v_max + reach) & (top > grasps[:, 2] + bottom - ARM_MARGIN))
+        over = ((u > u_min - reach) & (u < u_max + reach) & (v > v_min - reach)
+                & (v < v_max + reach))
+        floor = np.where(over, np.maximum(floor, tops - bottom + ARM_MARGIN), floor)
     # The elbow and upper arm swing wide when the hand works low: keep tall columns at a distance.
-    distance = np.linalg.norm(offset, axis=1)
-    reach_out = np.linalg.norm(grasps[:, :2], axis=1)
+    distance = np.linalg.norm(offset, axis=-1)
+    reach_out = np.linalg.norm(grasps_xy, axis=1)[:, None]  # (S, 1)
     radius = np.where(reach_out > STRETCHED_REACH, ELBOW_RADIUS_STRETCHED, ELBOW_RADIUS)
-    hit |= (distance < radius) & (top > grasps[:, 2] + ELBOW_BOTTOM)
+    floor = np.where(distance < radius, np.maximum(floor, tops - ELBOW_BOTTOM), floor)
     # The upper arm and forearm run from the base toward the hand high above the table: a tall
     # column in that corridor (between the base and the grasp point) is in the way.
-    along = np.sum(column_xy * radial, axis=1)
-    across = np.abs(np.sum(column_xy * tangent, axis=1))
-    hit |= ((along > 0.0) & (along < reach_out) & (across < ARM_CORRIDOR)
-            & (top > grasps[:, 2] + ARM_CORRIDOR_BOTTOM))
-    return hit
+    along = np.sum(columns_xy[None] * radial, axis=-1)
+    across = np.abs(np.sum(columns_xy[None] * tangent, axis=-1))
+    corridor = (along > 0.0) & (along < reach_out) & (across < ARM_CORRIDOR)
+    return np.where(corridor, np.maximum(floor, tops - ARM_CORRIDOR_BOTTOM), floor)
 
 
 def _level_z(level: int) -> float:
@@ -530,8 +613,13 @@ def _intruder_move(view: WorldView, source: int, target: int, heights: np.ndarra
 
     Cubes that still have to be picked and that the arm could not reach next to the finished
     tower are moved away first; when a cube that stays (a correct column) and the target's tower
-    would get in each other's way, the target's lone base is moved instead.
+    would get in each other's way, the target's lone base is moved instead. None while the
+    source is in the hand: these moves are made before it is picked (spots for them leave room
+    around it), and asking again once it is lifted would find other spots, set it down and
+    pick it up again forever.
     """
+    if view.held == source:
+        return None
     pos = view.positions
     column = view.column(target)
     final = int(heights[target])
@@ -599,23 +687,44 @@ def _build_rank(task: Task) -> list[int]:
 
 
 # --- Motion ---------------------------------------------------------------------------------------
+def _obstacles(view: WorldView, ignore: set[int]) -> np.ndarray:
+    """(m, 3) centres (m) of the cubes not in ``ignore``."""
+    mask = np.ones(len(view.positions), dtype=bool)
+    for i in ignore:
+        if i >= 0:
+            mask[i] = False
+    return view.positions[mask]
+
+
+def _straight_path(start_xy: np.ndarray, goal_xy: np.ndarray) -> np.ndarray:
+    """(S, 2) points (m) every centimetre or less from start to goal, both included."""
+    length = float(np.linalg.norm(goal_xy - start_xy))
+    samples = max(2, int(np.ceil(length / 0.01)) + 1)
+    return start_xy + np.linspace(0.0, 1.0, samples)[:, None] * (goal_xy - start_xy)
+
+
+def _arm_travel_floor(view: WorldView, start_xy: np.ndarray, goal_xy: np.ndarray,
+                      ignore: set[int]) -> float:
+    """Lowest grasp-point height (m) at which the arm above the straight path from start to goal
+    clears every cube's column (``arm_floor``): the forearm and elbow of a low hand sweep wide."""
+    cubes = _obstacles(view, ignore)
+    if len(cubes) == 0:
+        return -np.inf
+    path = _straight_path(start_xy, goal_xy)
+    return float(np.max(arm_floor(path, cubes[:, :2], cubes[:, 2] + C.CUBE_HALF)))
+
+
 def _travel_floor(view: WorldView, start_xy: np.ndarray, goal_xy: np.ndarray,
                   ignore: set[int]) -> float:
     """Lowest z (m) the moving assembly's lowest point may have on the way from start to goal.
 
     Every cube whose footprint comes within the hand zone of the straight path counts.
     """
-    mask = np.ones(len(view.positions), dtype=bool)
-    for i in ignore:
-        if i >= 0:
-            mask[i] = False
-    obstacles = view.positions[mask]
+    obstacles = _obstacles(view, ignore)
     lowest = C.TABLE_TOP_Z + TRAVEL_MARGIN  # never drag anything along the table
     if len(obstacles) == 0:
         return lowest
-    length = float(np.linalg.norm(goal_xy - start_xy))
-    samples = max(2, int(np.ceil(length / 0.01)) + 1)
-    path = start_xy + np.linspace(0.0, 1.0, samples)[:, None] * (goal_xy - start_xy)
+    path = _straight_path(start_xy, goal_xy)
     d = np.abs(path[:, None, :] - obstacles[None, :, :2])  # (S, m, 2)
     near = np.any((d[..., 0] < ZONE_X) & (d[..., 1] < ZONE_Y), axis=0)
     if not near.any():
@@ -653,7 +762,8 @@ def _go_to(view: WorldView, point: np.ndarray, goal: np.ndarray, low_drop: float
     error = goal - point
     xy_error = float(np.linalg.norm(error[:2]))
     if xy_error > DESCEND_XY:
-        floor = _travel_floor(view, point[:2], goal[:2], ignore) + low_drop
+        floor = max(_travel_floor(view, point[:2], goal[:2], ignore) + low_drop,
+                    _arm_travel_floor(view, point[:2], goal[:2], ignore))
         cruise = max(floor, goal[2])
         if point[2] < floor - 0.005:  # rise in place before moving sideways
             desired = np.array([point[0], point[1], cruise])
@@ -742,7 +852,7 @@ class ScriptedExpert:
         """A cube is held: carry it to the move's destination (or set it down) and release it."""
         held = view.held
         if move is None or move.block != held:
-            move = _set_down(view, held)
+            move = _set_down(view, held, move)
         cube = view.positions[held]
         goal = move.destination + np.array([0.0, 0.0, RELEASE_GAP])
         delta, _ = _go_to(view, cube, goal, C.CUBE_HALF, SLOW_BAND_PLACE, ignore={held},

@@ -12,13 +12,21 @@ import envs
 from envs import constants as C
 from envs.expert import (
     DEFAULT_NOISE_STD,
+    ROOM_X,
+    ROOM_Y,
+    Move,
     NoisyExpert,
     ScriptedExpert,
-    free_spot,
+    WorldView,
+    _set_down,
+    arm_hits,
+    free_spots,
     noisy_action,
     observe,
+    plan_move,
 )
 from envs.stack_env import BlockStackEnv
+from envs.tasks import TABLE, parse_task
 from imitate.actions import snap
 
 Executor = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -48,7 +56,7 @@ def run(env: BlockStackEnv, execute: Executor, seed: int,
 def table_xyz(env: BlockStackEnv, block: int) -> np.ndarray:
     """A free table position (m) for ``block``, away from the other cubes."""
     positions = env.scene.read().positions
-    xy = free_spot(positions, {block}, positions[block, :2])
+    xy = free_spots(positions, {block}, positions[block, :2])[0]
     return np.array([xy[0], xy[1], C.TABLE_TOP_Z + C.CUBE_HALF])
 
 
@@ -151,6 +159,103 @@ def test_wrong_cube_in_hand_is_set_down(env: BlockStackEnv) -> None:
     info = run(env, EXECUTORS["clean"], 25, block_target)
     assert events == ["a on c", "b set down"], events
     assert info["is_success"], info
+
+
+def layout_view(task: str, positions: list[list[float]], hand: list[float], held: int = -1
+                ) -> WorldView:
+    """A ``WorldView`` of a recorded layout (cube centres, m) with the hand at ``hand`` (m): open
+    and empty, or closed on ``held``."""
+    positions = np.array(positions)
+    contacts = np.zeros((len(positions), 2), dtype=bool)
+    if held >= 0:
+        contacts[held] = True
+    return WorldView(task=parse_task(task), positions=positions, hand=np.array(hand),
+                     target=np.array(hand), opening=0.05 if held >= 0 else 0.08,
+                     closed=held >= 0, finger_contacts=contacts, held=held)
+
+
+def leaves_room(xy: np.ndarray, around: np.ndarray) -> bool:
+    """Whether a cube at ``xy`` leaves the open fingers room to grasp a cube at ``around``."""
+    gap = np.abs(np.asarray(xy)[:2] - np.asarray(around)[:2])
+    return bool(gap[0] >= ROOM_X or gap[1] >= ROOM_Y)
+
+
+# Recorded from 8-stage benchmark episodes that expert v2 failed (timeouts).
+# "jcdeh igabf", clean, seed 8014: stage 5, a (the source) goes on b; i stands in the way.
+LAYOUT_8014 = [[0.6593, 0.0402, 0.025], [0.3873, 0.1961, 0.075], [0.5021, -0.225, 0.1749],
+               [0.5023, -0.2255, 0.1249], [0.5007, -0.2261, 0.075], [0.3872, 0.1967, 0.025],
+               [0.6286, 0.1356, 0.025], [0.5017, -0.2261, 0.025], [0.2994, -0.0482, 0.025],
+               [0.502, -0.2247, 0.2249]]
+# "cfjhe adgib", clean, seed 8049: a was just set down next to the 5-cube tower cfjhe; g is next.
+LAYOUT_8049 = [[0.6589, 0.2396, 0.0249], [0.4156, -0.1896, 0.025], [0.4186, 0.152, 0.2249],
+               [0.5648, -0.0314, 0.025], [0.4154, 0.1509, 0.025], [0.4178, 0.1515, 0.1749],
+               [0.497, -0.1707, 0.025], [0.4165, 0.1513, 0.075], [0.6593, 0.0798, 0.025],
+               [0.4168, 0.1512, 0.1249]]
+# "cfjhe adgib", snapped, seed 8017: d is being set down while i waits to be moved.
+LAYOUT_8017 = [[0.3011, -0.1391, 0.025], [0.4361, 0.1992, 0.025], [0.3007, -0.2795, 0.025],
+               [0.3001, -0.0406, 0.0429], [0.5897, -0.1848, 0.025], [0.3433, 0.0182, 0.025],
+               [0.5953, 0.1332, 0.025], [0.3358, 0.1431, 0.025], [0.5472, -0.0888, 0.025],
+               [0.4415, -0.0241, 0.025]]
+
+# "cfjhe adgib", clean, seed 8065: j (stage 2's source) was just lifted from next to tower eh.
+LAYOUT_8065 = [[0.52, -0.1399, 0.025], [0.523, 0.1321, 0.025], [0.6596, 0.0201, 0.025],
+               [0.3386, 0.2235, 0.025], [0.4002, -0.1998, 0.025], [0.4572, 0.2169, 0.025],
+               [0.5929, 0.2304, 0.025], [0.4003, -0.1996, 0.075], [0.6595, -0.2798, 0.025],
+               [0.4827, -0.236, 0.0734]]
+
+
+def test_a_cube_moved_out_of_the_way_leaves_room_around_the_stage_source() -> None:
+    """v2 put i where a stood (the source was not counted as an obstacle), then moved it forever."""
+    view = layout_view("jcdeh igabf", LAYOUT_8014, hand=[0.3006, -0.0461, 0.0343])
+    move = plan_move(view)
+    assert (move.block, move.reason) == (8, "intruder"), move
+    assert leaves_room(move.destination, view.positions[0]), move.destination
+
+
+def test_no_cube_is_moved_out_of_the_way_while_the_source_is_in_the_hand() -> None:
+    """A v3 draft saw a in the way only once j was lifted: it set j down, then a was no longer in
+    the way, so it lifted j again, over and over."""
+    lifted = layout_view("cfjhe adgib", LAYOUT_8065, hand=[0.4824, -0.2365, 0.0751], held=9)
+    move = plan_move(lifted)
+    assert (move.block, move.support, move.reason) == (9, 7, "stage"), move
+    on_table = np.array(LAYOUT_8065)
+    on_table[9, 2] = C.CUBE_HALF
+    resting = layout_view("cfjhe adgib", on_table.tolist(), hand=[0.4824, -0.2365, 0.0751])
+    assert (plan_move(resting).block, plan_move(resting).reason) == (9, "stage")
+
+
+def test_travel_height_clears_a_tall_tower_under_the_forearm() -> None:
+    """v2 crossed at the height of the cubes near the hand's path and swept tower cfjhe over."""
+    tower = np.array(LAYOUT_8049[2])  # c, the tower's top cube
+    expert = ScriptedExpert()
+    low = layout_view("cfjhe adgib", LAYOUT_8049, hand=[0.6547, 0.2392, 0.09])
+    assert (plan_move(low).block, plan_move(low).reason) == (6, "intruder")
+    delta, close = expert.decide(low)
+    assert not close
+    assert np.linalg.norm(delta[:2]) < 1e-6 and delta[2] > 0, delta  # rise in place first
+    goal = low.positions[6, :2]
+    path = low.hand[:2] + np.linspace(0, 1, 50)[:, None] * (goal - low.hand[:2])
+    assert arm_hits(np.column_stack([path, np.full(50, 0.09)]), tower[:2],
+                    tower[2] + C.CUBE_HALF).any()  # the crossing is really in the way at 9 cm
+    high = layout_view("cfjhe adgib", LAYOUT_8049, hand=[0.6547, 0.2392, 0.30])
+    delta, _ = expert.decide(high)
+    assert np.linalg.norm(delta[:2]) > 0.01, delta  # high enough: on its way
+
+
+def test_set_down_keeps_out_of_the_way_of_the_pending_move() -> None:
+    view = layout_view("cfjhe adgib", LAYOUT_8017, hand=[0.3005, -0.0405, 0.0461], held=3)
+    alone = _set_down(view, 3)
+    pending = Move(8, alone.destination.copy(), TABLE, "intruder")  # i bound for that very spot
+    spot = _set_down(view, 3, pending)
+    assert leaves_room(spot.destination, pending.destination), (spot, pending)
+
+
+def test_free_spots_leave_room_around_avoided_points() -> None:
+    positions = np.array(LAYOUT_8017)
+    nearest = free_spots(positions, {3}, positions[3, :2])[0]
+    spots = free_spots(positions, {3}, positions[3, :2], count=5, avoid=nearest[None])
+    assert len(spots) == 5
+    assert all(leaves_room(xy, nearest) for xy in spots), spots
 
 
 def test_same_seed_same_trajectory() -> None:
@@ -267,5 +372,24 @@ def test_expert_success_over_many_suite_episodes(mode: str) -> None:
             if not info["is_success"]:
                 failures.append((task.layout, 1000 + i, info["failure"]))
         assert len(failures) <= 0.03 * len(tasks), failures
+    finally:
+        environment.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("mode", "task", "seed"), [
+    ("clean", "jcdeh igabf", 8014), ("clean", "cfjhe adgib", 8033),
+    ("clean", "cfjhe adgib", 8049), ("noisy", "cfjhe adgib", 8049),
+    ("snapped", "cfjhe adgib", 8017), ("clean", "iage jbhdc f", 7080),
+    ("clean", "cfjhe adgib", 8065), ("clean", "jcadh fgieb", 8068),
+    ("noisy", "cfjhe adgib", 8041), ("snapped", "cfjhe adgib", 8041),
+])
+def test_expert_solves_crowded_layouts_v2_timed_out_on(mode: str, task: str, seed: int) -> None:
+    """Episodes of ``benchmarks/expert.py`` (same seeds) that expert v2 or a v3 draft lost."""
+    environment = BlockStackEnv(task=task)
+    try:
+        environment.reset(seed=seed, options={"task": task})
+        info = run(environment, EXECUTORS[mode], seed)
+        assert info["is_success"], info
     finally:
         environment.close()

@@ -1,0 +1,50 @@
+"""``benchmarks/expert.py``: its episode log resumes an interrupted run, refuses another expert."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from envs.expert import EXPERT_VERSION
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "expert.py"
+
+
+def bench(log: Path, episodes: int) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(SCRIPT), "--episodes", str(episodes), "--stages", "1",
+               "--modes", "clean", "--workers", "1", "--log", str(log)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+
+def test_expert_benchmark_logs_every_episode_and_resumes_from_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "episodes.jsonl"
+    first = bench(log, 2)
+    assert first.returncode == 0, first.stderr
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["job"]["index"] for r in records] == [0, 1]
+    assert all(r["expert_version"] == EXPERT_VERSION and r["success"] for r in records)
+    assert "| clean | 1 | 2 | 100.0% |" in first.stdout
+    # An interruption cut the last line short: it is skipped and that episode runs again.
+    log.write_text(log.read_text()[:-20])
+    second = bench(log, 3)
+    assert second.returncode == 0, second.stderr
+    assert "unreadable line skipped" in second.stderr
+    assert "1 of 3 episodes read" in second.stderr
+    assert "2 episodes in" in second.stdout and "| clean | 1 | 3 | 100.0% |" in second.stdout
+    third = bench(log, 3)
+    assert "3 of 3 episodes read" in third.stderr and "0 episodes in" in third.stdout
+
+
+def test_expert_benchmark_refuses_a_log_of_another_expert_version(tmp_path: Path) -> None:
+    log = tmp_path / "episodes.jsonl"
+    record = {"expert_version": EXPERT_VERSION - 1,
+              "job": {"mode": "clean", "num_stages": 1, "index": 0, "task": "ba", "seed": 1000,
+                      "noise": 0.003},
+              "success": True, "failure": None, "steps": 40, "seconds": 0.1}
+    log.write_text(json.dumps(record) + "\n")
+    result = bench(log, 1)
+    assert result.returncode != 0
+    assert f"expert version {EXPERT_VERSION - 1}, this is version {EXPERT_VERSION}" in result.stderr
+    assert log.read_text().count("\n") == 1  # nothing appended
