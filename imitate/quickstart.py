@@ -6,7 +6,8 @@ accuracy on held-out demos, evaluate it (``imitate eval``) on 3-cube layouts it 
 training, and render one episode (``imitate render``). ``tiny`` (``--tiny`` or
 ``IMITATE_QUICKSTART_TINY=1``) runs the same path at a size CI can afford (about a minute).
 Everything goes under one folder (default ``runs/quickstart``); a re-run resumes the demos and the
-training run that are there.
+training run that are there. A folder whose demos another expert version recorded (an upgrade)
+is moved aside to ``<folder>-expert<version>`` and the pipeline starts afresh.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from imitate import actions
 from imitate.agent import agent_for_demo
 from imitate.checkpoint import load_checkpoint
 from imitate.data import DemoDataset, GenerateConfig, generate, holdout_split, verify_dataset
+from imitate.data import format as fmt
+from imitate.data.generate import expert_version
 from imitate.evaluate import EpisodeResult, EvalConfig, evaluate
 from imitate.render import render_episode
 from imitate.report import write_report
@@ -114,10 +117,31 @@ def held_out_accuracy(checkpoint: Path, demos: Path, holdout_every: int, *, ense
     return float(np.mean(hits)), float(np.mean(constant_hits)), len(hits)
 
 
+def set_aside_if_stale(out: Path, on_stage: Callable[[str], None]) -> Path | None:
+    """Move ``out`` to ``<out>-expert<version>`` when its demos were recorded by another expert
+    version (they could not be resumed); returns where it went, or None when it stays."""
+    demos = out / "demos"
+    if not fmt.manifest_path(demos).exists():
+        return None
+    recorded = fmt.load_manifest(demos).get("expert_version")
+    if recorded == expert_version():
+        return None
+    aside = out.with_name(f"{out.name}-expert{recorded}")
+    copy = 1
+    while aside.exists():
+        copy += 1
+        aside = out.with_name(f"{out.name}-expert{recorded}-{copy}")
+    out.rename(aside)
+    on_stage(f"{out} holds demos of expert version {recorded}, this is version "
+             f"{expert_version()}: moved it to {aside}, starting afresh")
+    return aside
+
+
 def run_quickstart(config: QuickstartConfig,
                    on_stage: Callable[[str], None] = lambda text: None) -> QuickstartResult:
     """Run every step; ``on_stage`` hears a line as each one starts."""
     demos, run = config.out / "demos", config.out / "run"
+    set_aside_if_stale(config.out, on_stage)
     on_stage(f"recording {config.per_task} expert demos of each of {len(QUICKSTART_TASKS)} tasks "
              f"into {demos}")
     generate(GenerateConfig(out=demos, per_task=config.per_task, tasks=QUICKSTART_TASKS,

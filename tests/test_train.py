@@ -156,6 +156,27 @@ def test_tiny_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     assert rerun.returncode == 0, rerun.stderr  # resumes: the data and the run are kept
 
 
+def test_quickstart_sets_aside_demos_of_another_expert_version(tmp_path: Path) -> None:
+    """After an upgrade of the expert, a re-run starts afresh and keeps the old folder."""
+    from imitate.data import GenerateConfig, generate
+    from imitate.data import format as fmt
+    from imitate.data.generate import expert_version
+    from imitate.quickstart import set_aside_if_stale
+
+    out = tmp_path / "qs"
+    generate(GenerateConfig(out=out / "demos", per_task=1, tasks=["ab"], workers=1, seed=0))
+    lines: list[str] = []
+    assert set_aside_if_stale(out, lines.append) is None and out.is_dir()  # same version: stays
+    manifest = fmt.load_manifest(out / "demos")
+    manifest["expert_version"] = expert_version() - 1
+    fmt.save_manifest(out / "demos", manifest)
+    (tmp_path / f"qs-expert{expert_version() - 1}").mkdir()  # an earlier upgrade's leftovers
+    aside = set_aside_if_stale(out, lines.append)
+    assert aside == tmp_path / f"qs-expert{expert_version() - 1}-2"
+    assert not out.exists() and (aside / "demos" / "manifest.json").is_file()
+    assert f"expert version {expert_version() - 1}" in lines[-1] and str(aside) in lines[-1]
+
+
 @pytest.mark.parametrize("conditioning", ["snapshot", "final"])
 def test_snapshot_and_final_conditioning_train_and_act(tiny_demos: Path, tmp_path: Path,
                                                        conditioning: str) -> None:
