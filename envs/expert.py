@@ -363,8 +363,7 @@ def free_spots(
             site_ok &= np.all(_level_z(0) >= arm_floor(spots + shift, sites_xy, tops), axis=1)
     free = np.ones(len(spots), dtype=bool)
     if avoid is not None and len(avoid):
-        gap = np.abs(spots[:, None, :] - np.asarray(avoid)[None, :, :2])  # (S, k, 2)
-        free = np.all((gap[..., 0] >= ROOM_X) | (gap[..., 1] >= ROOM_Y), axis=1)
+        free = _leaves_room(spots, np.asarray(avoid)[:, :2])
     good = (clearance >= 1.0) & site_ok & free
     if good.any():
         candidates = spots[good]
@@ -376,7 +375,7 @@ def free_spots(
     # (else it is moved again as an intruder); among those, the largest clearance.
     room = apart = np.ones(len(spots), dtype=bool)
     if len(others):
-        room = np.all((d[..., 0] >= ROOM_X) | (d[..., 1] >= ROOM_Y), axis=1)
+        room = _leaves_room(spots, others[:, :2])
         apart = np.all(np.max(d, axis=-1) >= APART, axis=1)
     score = (np.minimum(clearance, 5.0) + 10.0 * site_ok + 100.0 * room
              + 100.0 * (site_ok & room) + 1000.0 * apart + 10000.0 * free)
@@ -412,7 +411,15 @@ def _has_room(positions: np.ndarray, exclude: set[int], xy: np.ndarray, relaxed:
     d = np.abs(others - xy)  # (m, 2)
     if relaxed:
         return bool(np.all(np.max(d, axis=1) >= APART))
-    return bool(np.all((d[:, 0] >= ROOM_X) | (d[:, 1] >= ROOM_Y)))
+    return bool(_leaves_room(xy[None], others)[0])
+
+
+def _leaves_room(spots: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """(S,) bool: whether a cube at each of ``spots`` (S, 2) leaves the open fingers room
+    (``ROOM_X`` / ``ROOM_Y``) at every point of ``points`` (k, 2) (xy, m), and the other way
+    round."""
+    gap = np.abs(spots[:, None, :] - points[None, :, :])  # (S, k, 2)
+    return np.all((gap[..., 0] >= ROOM_X) | (gap[..., 1] >= ROOM_Y), axis=1)
 
 
 def _plan_if_set_down(view: WorldView, held: int, xy: np.ndarray) -> Move | None:
@@ -459,8 +466,9 @@ def _set_down(view: WorldView, held: int, pending: Move | None = None) -> Move:
     # Once the cube is on its way down here, only a neighbour right below stops it: the cube's
     # drift while descending must not flip the decision back and forth.
     descending = view.positions[held, 2] < _level_z(0) + SET_DOWN_COMMITTED
-    if np.linalg.norm(spots[0] - here) > SET_DOWN_REACH and _has_room(
-            view.positions, {held}, here, relaxed=descending) and _clear_of(taken, here):
+    clear_of_pending = bool(_leaves_room(here[None], taken)[0])
+    if np.linalg.norm(spots[0] - here) > SET_DOWN_REACH and clear_of_pending and _has_room(
+            view.positions, {held}, here, relaxed=descending):
         again = _plan_if_set_down(view, held, here)
         if (again is None or again.block != held) and _moved_again(view, held, here) is None:
             return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
@@ -486,13 +494,6 @@ def _stays(view: WorldView, held: int, xy: np.ndarray) -> bool:
         if again is not None and again.block == held and again.support == TABLE:
             return False
     return _moved_again(view, held, xy) is None
-
-
-def _clear_of(points: np.ndarray, xy: np.ndarray) -> bool:
-    """Whether a cube at ``xy`` (m) leaves the open fingers room (``ROOM_X`` / ``ROOM_Y``) at
-    every point of ``points`` (k, 2)."""
-    gap = np.abs(points - xy)
-    return bool(np.all((gap[:, 0] >= ROOM_X) | (gap[:, 1] >= ROOM_Y)))
 
 
 def _clear_then(view: WorldView, block: int, reason: str) -> Move | None:
