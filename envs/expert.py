@@ -40,6 +40,7 @@ room around the stage's source.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from functools import cached_property
 
@@ -422,11 +423,35 @@ def _leaves_room(spots: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.all((gap[..., 0] >= ROOM_X) | (gap[..., 1] >= ROOM_Y), axis=1)
 
 
-def _plan_if_set_down(view: WorldView, held: int, xy: np.ndarray) -> Move | None:
-    """The plan's next move if the held cube stood on the table at ``xy`` (m) instead."""
+def _plan_ahead(view: WorldView, held: int, xy: np.ndarray) -> Iterator[Move]:
+    """The plan's next moves (at most ``SET_DOWN_LOOKAHEAD``, each as if done) if the held cube
+    stood on the table at ``xy`` (m) instead; lazily, so a caller that stops early plans no more.
+    """
     positions = view.positions.copy()
     positions[held] = [xy[0], xy[1], _level_z(0)]
-    return plan_move(replace(view, positions=positions, held=-1))
+    for _ in range(SET_DOWN_LOOKAHEAD):
+        move = plan_move(replace(view, positions=positions, held=-1))
+        if move is None:
+            return
+        yield move
+        positions = positions.copy()
+        positions[move.block] = move.destination
+
+
+def _plan_if_set_down(view: WorldView, held: int, xy: np.ndarray) -> Move | None:
+    """The plan's next move if the held cube stood on the table at ``xy`` (m) instead."""
+    return next(_plan_ahead(view, held, xy), None)
+
+
+def _to_table(move: Move | None, held: int) -> bool:
+    """Whether ``move`` puts the cube ``held`` on the table."""
+    return move is not None and move.block == held and move.support == TABLE
+
+
+def _table_move_of(held: int, moves: Iterator[Move]) -> Move | None:
+    """The first of ``moves`` that moves ``held``, if it puts it on the table; else None."""
+    move = next((move for move in moves if move.block == held), None)
+    return move if _to_table(move, held) else None
 
 
 def _moved_again(view: WorldView, held: int, xy: np.ndarray) -> Move | None:
@@ -436,17 +461,15 @@ def _moved_again(view: WorldView, held: int, xy: np.ndarray) -> Move | None:
     not be the plan's next move, and not a later intruder either once the cubes moved before it
     are gone. None when the plan leaves the cube there (or puts it on its tower).
     """
-    positions = view.positions.copy()
-    positions[held] = [xy[0], xy[1], _level_z(0)]
-    for _ in range(SET_DOWN_LOOKAHEAD):
-        move = plan_move(replace(view, positions=positions, held=-1))
-        if move is None:
-            return None
-        if move.block == held:
-            return move if move.support == TABLE else None
-        positions = positions.copy()
-        positions[move.block] = move.destination
-    return None
+    return _table_move_of(held, _plan_ahead(view, held, xy))
+
+
+def _left_here(view: WorldView, held: int, xy: np.ndarray) -> bool:
+    """Whether the plan leaves the held cube set down at ``xy`` (m) alone: its next move is
+    another cube's and no later one moves it to the table (``_moved_again``)."""
+    moves = _plan_ahead(view, held, xy)
+    first = next(moves, None)
+    return first is None or (first.block != held and _table_move_of(held, moves) is None)
 
 
 def _set_down(view: WorldView, held: int, pending: Move | None = None) -> Move:
@@ -467,11 +490,10 @@ def _set_down(view: WorldView, held: int, pending: Move | None = None) -> Move:
     # drift while descending must not flip the decision back and forth.
     descending = view.positions[held, 2] < _level_z(0) + SET_DOWN_COMMITTED
     clear_of_pending = bool(_leaves_room(here[None], taken)[0])
-    if np.linalg.norm(spots[0] - here) > SET_DOWN_REACH and clear_of_pending and _has_room(
-            view.positions, {held}, here, relaxed=descending):
-        again = _plan_if_set_down(view, held, here)
-        if (again is None or again.block != held) and _moved_again(view, held, here) is None:
-            return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
+    if (np.linalg.norm(spots[0] - here) > SET_DOWN_REACH and clear_of_pending
+            and _has_room(view.positions, {held}, here, relaxed=descending)
+            and _left_here(view, held, here)):
+        return Move(held, np.array([here[0], here[1], _level_z(0)]), TABLE, "set down here")
     # On a crowded table the candidates are ranked, not all roomy: never trade the open fingers'
     # room (they would shove the neighbours on release) for a spot the plan leaves alone.
     roomy = _has_room(view.positions, {held}, spots[0])
@@ -481,7 +503,7 @@ def _set_down(view: WorldView, held: int, pending: Move | None = None) -> Move:
         if _stays(view, held, spot):
             return Move(held, np.array([spot[0], spot[1], _level_z(0)]), TABLE, "set down")
     again = _plan_if_set_down(view, held, spots[0])
-    if again is not None and again.block == held and again.support == TABLE:
+    if _to_table(again, held):
         return Move(held, again.destination, TABLE, "set down clear")
     return Move(held, np.array([spots[0][0], spots[0][1], _level_z(0)]), TABLE, "set down")
 
@@ -490,8 +512,7 @@ def _stays(view: WorldView, held: int, xy: np.ndarray) -> bool:
     """Whether the plan leaves the held cube on the table at ``xy`` (m): also when it lands a
     centimetre off (``SITE_SHIFTS``), and over the plan's next moves (``_moved_again``)."""
     for shift in SITE_SHIFTS[1:]:
-        again = _plan_if_set_down(view, held, xy + shift)
-        if again is not None and again.block == held and again.support == TABLE:
+        if _to_table(_plan_if_set_down(view, held, xy + shift), held):
             return False
     return _moved_again(view, held, xy) is None
 
