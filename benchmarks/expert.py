@@ -3,8 +3,9 @@
 Three ways of executing the expert's actions: ``clean`` (as returned), ``noisy`` (plus DART-style
 Gaussian noise, ``--noise`` m per step, the label stays clean) and ``snapped`` (every action snapped
 to the policy's discrete action set, ``imitate.actions``). For each stage count, ``--episodes``
-seeded episodes cycle through the suite's tasks with that many stages (training and test tasks;
-9 stages: single towers of 10 cubes in seeded random orders). Episode ``i`` of stage count ``k``
+seeded episodes cycle through the tasks of suite ``--suite-version`` (default 1, the suite the
+README's figures and logs were measured on) with that many stages (training and test tasks; 9
+stages: single towers of 10 cubes in seeded random orders). Episode ``i`` of stage count ``k``
 uses seed ``--seed + 1000 * k + i``, so runs are reproducible and failures can be replayed.
 
 With ``--log FILE`` every finished episode is appended to FILE (one JSON object per line); run the
@@ -13,6 +14,7 @@ summary covers them all). A log written by another expert version is refused.
 
     python benchmarks/expert.py [--episodes 100] [--stages 1 2 ... 9] [--modes clean noisy snapped]
                                 [--workers 2] [--noise 0.003] [--seed 0] [--log FILE]
+                                [--suite-version 1]
 """
 
 from __future__ import annotations
@@ -51,12 +53,17 @@ class Outcome:
     seconds: float
 
 
-def tasks_with_stages(num_stages: int, seed: int) -> list[str]:
+#: The suite whose tasks the README's expert figures (and ``runs/expert-v3.jsonl``) used.
+DEFAULT_SUITE_VERSION = 1
+
+
+def tasks_with_stages(num_stages: int, seed: int,
+                      suite_version: int = DEFAULT_SUITE_VERSION) -> list[str]:
     """Layouts with ``num_stages`` stages: the suite's, or random 10-cube towers for 9 stages."""
     import envs
     from envs.tasks import BLOCK_LETTERS
 
-    suite = envs.load_suite()
+    suite = envs.load_suite(suite_version)
     tasks = [t.layout for t in suite.train + suite.test if t.num_stages == num_stages]
     if num_stages == 9:
         rng = np.random.default_rng(seed)
@@ -140,7 +147,7 @@ def make_jobs(args: argparse.Namespace) -> list[Job]:
     jobs = []
     for mode in args.modes:
         for k in args.stages:
-            tasks = tasks_with_stages(k, args.seed + k)
+            tasks = tasks_with_stages(k, args.seed + k, args.suite_version)
             for i in range(args.episodes):
                 jobs.append(Job(mode, k, i, tasks[i % len(tasks)], args.seed + 1000 * k + i,
                                 args.noise))
@@ -177,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=None,
                         help="noise std for the noisy mode (m); default: the dataset default")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--suite-version", type=int, default=DEFAULT_SUITE_VERSION,
+                        help="suite whose tasks the episodes cycle through (default: "
+                        f"{DEFAULT_SUITE_VERSION}, the one the README's figures used)")
     parser.add_argument("--log", type=Path, default=None,
                         help="JSON-lines file of finished episodes: appended to, and resumed from")
     args = parser.parse_args(argv)

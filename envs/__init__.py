@@ -10,8 +10,8 @@ from gymnasium.envs.registration import register, registry
 
 from envs.expert import EXPERT_VERSION, NoisyExpert, ScriptedExpert
 from envs.stack_env import BlockStackEnv
-from envs.suite import Suite, load_suite
-from envs.tasks import Stage, Task, parse_task
+from envs.suite import SUITE_VERSION, Suite, load_suite
+from envs.tasks import Stage, Task, TaskClass, parse_task, parse_task_class, task_classes
 
 ENV_ID = "BlockStack-v0"
 
@@ -21,12 +21,16 @@ if ENV_ID not in registry:
 __all__ = [
     "ENV_ID",
     "EXPERT_VERSION",
+    "SUITE_VERSION",
     "BlockStackEnv",
     "NoisyExpert",
     "ScriptedExpert",
     "Stage",
     "Suite",
     "Task",
+    "TaskClass",
     "load_suite",
     "parse_task",
+    "parse_task_class",
+    "task_classes",
 ]

@@ -11,7 +11,13 @@ Conventions (reference/paper.md, "Tasks"):
   order written, each from the bottom up, so ``"ab cde"`` has the stages (a on b), (d on e),
   (c on d). There are ``blocks - towers`` stages; a layout must have at least one.
 - Two layouts that differ only in the order of their towers reach the same final arrangement;
-  ``Task.canonical`` (towers sorted) identifies that equivalence class.
+  ``Task.canonical`` (towers sorted) identifies them.
+- Two tasks are *the same task up to relabelling* when renaming the blocks turns one into the
+  other (paper appendix B.2): ``"ecadb"`` is ``"dbeac"``, ``"ab cd e"`` is ``"ec da b"``. The
+  policy is exactly equivariant to block slots, so such tasks are one task to it.
+  ``Task.task_class`` (``TaskClass``: the heights of the towers that are built, in build order,
+  and the number of single blocks) identifies that class. A task is *unseen* by a policy only
+  when its class is not among the classes of the policy's training tasks.
 
 ``parse_task`` turns user text into a validated ``Task``; constructing ``Task`` directly validates
 too, but expects the normalised form (lowercase towers).
@@ -30,6 +36,84 @@ MAX_BLOCKS = 10
 TABLE = -1
 
 _EXAMPLE = "expected towers of letters a-j separated by spaces, e.g. 'ab cde'"
+
+
+class TaskClass(NamedTuple):
+    """A task up to relabelling of its blocks (paper appendix B.2).
+
+    ``heights``: the heights (blocks) of the towers of two or more blocks, in build order (the
+    order they are written); ``singles``: the number of single blocks (towers of one block, which
+    take no stage and so have no place in the build order). ``"ab cd e"`` and ``"ec da b"`` are
+    both ``TaskClass((2, 2), 1)``; ``"abc de"`` (``(3, 2)``) and ``"de abc"`` (``(2, 3)``) are two
+    classes, because their stages come in another order.
+    """
+
+    heights: tuple[int, ...]
+    singles: int
+
+    def __str__(self) -> str:
+        """Heights joined by ``-``, then ``+N`` single blocks: ``"2-2+1"`` for ``"ab cd e"``."""
+        text = "-".join(str(height) for height in self.heights)
+        return f"{text}+{self.singles}" if self.singles else text
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(self.heights) + self.singles
+
+    @property
+    def num_stages(self) -> int:
+        """Stacking operations: one per block above a tower's bottom."""
+        return sum(height - 1 for height in self.heights)
+
+    def representative(self) -> Task:
+        """The class's task with its letters in reading order, single blocks last:
+        ``TaskClass((2, 3), 1)`` gives ``"ab cde f"``."""
+        towers, start = [], 0
+        for height in (*self.heights, *([1] * self.singles)):
+            towers.append(BLOCK_LETTERS[start:start + height])
+            start += height
+        return Task(tuple(towers))
+
+
+def task_classes(num_stages: int | None = None) -> tuple[TaskClass, ...]:
+    """Every class of tasks with 2 to 10 blocks and at least one stage (all 221, or those with
+    ``num_stages`` stages), ordered by blocks, then heights, then single blocks.
+
+    Counts per stage count 1 to 9: 9, 15, 24, 36, 48, 49, 30, 9, 1 (reference/paper.md, "Tasks").
+    """
+    found = [TaskClass(heights, blocks - sum(heights))
+             for blocks in range(MIN_BLOCKS, MAX_BLOCKS + 1)
+             for heights in _tower_heights(blocks)]
+    if num_stages is not None:
+        found = [c for c in found if c.num_stages == num_stages]
+    return tuple(sorted(found, key=lambda c: (c.num_blocks, c.heights, c.singles)))
+
+
+def _tower_heights(max_blocks: int) -> list[tuple[int, ...]]:
+    """Every sequence of tower heights of at least 2 blocks with at most ``max_blocks`` in all."""
+    found: list[tuple[int, ...]] = []
+    for first in range(2, max_blocks + 1):
+        found.append((first,))
+        found += [(first, *rest) for rest in _tower_heights(max_blocks - first)]
+    return found
+
+
+def parse_task_class(text: str) -> TaskClass:
+    """Read a class written as ``str(TaskClass)`` (``"3-2+1"``); ``ValueError`` when malformed."""
+    body, _, singles = text.strip().partition("+")
+    try:
+        heights = tuple(int(part) for part in body.split("-")) if body else ()
+        count = int(singles) if singles else 0
+    except ValueError:
+        raise ValueError(f"invalid task class {text!r}: expected tower heights joined by '-', "
+                         "then '+N' single blocks, e.g. '3-2+1'") from None
+    if not heights or min(heights) < 2 or count < 0:
+        raise ValueError(f"invalid task class {text!r}: needs at least one tower of 2 or more "
+                         "blocks and a non-negative number of single blocks")
+    task_class = TaskClass(heights, count)
+    if task_class.num_blocks > MAX_BLOCKS:
+        raise ValueError(f"invalid task class {text!r}: more than {MAX_BLOCKS} blocks")
+    return task_class
 
 
 class Stage(NamedTuple):
@@ -104,6 +188,13 @@ class Task:
     def canonical(self) -> str:
         """The layout with its towers sorted: equal for tasks that differ only in tower order."""
         return " ".join(sorted(self.towers))
+
+    @cached_property
+    def task_class(self) -> TaskClass:
+        """The task up to relabelling of its blocks (``TaskClass``): equal for ``"ab cd e"`` and
+        ``"ec da b"``, different for ``"abc de"`` and ``"de abc"`` (another build order)."""
+        heights = tuple(len(tower) for tower in self.towers if len(tower) > 1)
+        return TaskClass(heights, self.num_towers - len(heights))
 
 
 def parse_task(text: str | Task) -> Task:

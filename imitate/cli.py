@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from imitate import __version__
 
@@ -24,23 +24,63 @@ class CommandError(Exception):
 def _cmd_tasks(args: argparse.Namespace) -> None:
     import envs
 
-    suite = envs.load_suite()
+    suite = envs.load_suite(envs.SUITE_VERSION if args.suite_version is None
+                            else args.suite_version)
+    if args.seen_by is not None:
+        _print_seen_by(args, suite)
+        return
+    if args.layouts:
+        raise CommandError("layouts are read only with --seen-by CHECKPOINT")
     splits = ("train", "test") if args.split == "all" else (args.split,)
     rows = [(split, task) for split in splits for task in suite.split(split)]
-    print(f"task suite v{suite.version}: {len(suite.train)} train, {len(suite.test)} test")
-    print(f"{'#':>4}  {'split':<5}  {'blocks':>6}  {'towers':>6}  {'stages':>6}  layout")
+    classes = ("one task per class" if suite.version >= 2
+               else "several tasks share a class (superseded by v2)")
+    print(f"task suite v{suite.version}: {len(suite.train)} train, {len(suite.test)} test; "
+          f"{classes}")
+    print(f"{'#':>4}  {'split':<5}  {'blocks':>6}  {'towers':>6}  {'stages':>6}  {'class':<9}  "
+          "layout")
     for index, (split, task) in enumerate(rows):
         print(f"{index:>4}  {split:<5}  {task.num_blocks:>6}  {len(task.towers):>6}  "
-              f"{task.num_stages:>6}  {task.layout}")
+              f"{task.num_stages:>6}  {task.task_class!s:<9}  {task.layout}")
     for split in splits:
         counts = Counter(task.num_stages for task in suite.split(split))
         summary = ", ".join(f"{k}: {counts[k]}" for k in sorted(counts))
         print(f"{split} tasks by stage count: {summary}")
+    print("class: heights of the towers built, in build order, then +N single blocks; tasks of "
+          "one class are the same task up to relabelling of the blocks")
+
+
+def _print_seen_by(args: argparse.Namespace, suite: Any) -> None:
+    """``imitate tasks --seen-by CHECKPOINT [LAYOUT...]``: seen or unseen, per layout (default:
+    the suite split's tasks)."""
+    import envs
+    from imitate.checkpoint import load_checkpoint
+    from imitate.novelty import SEEN, novelty, seen_as, trained_classes, training_tasks
+
+    saved = load_checkpoint(args.seen_by)
+    trained = training_tasks(saved.training)
+    if trained is None:
+        raise CommandError(f"{args.seen_by} does not record its training tasks; cannot tell "
+                           "seen from unseen")
+    if args.layouts:
+        layouts = [envs.parse_task(text).layout for text in args.layouts]
+    else:
+        layouts = [task.layout for task in suite.split(args.split)]
+    classes = trained_classes(saved.training)
+    print(f"{args.seen_by}: trained on {len(trained)} tasks of {len(classes or ())} classes")
+    print(f"{'layout':<22}  {'class':<9}  {'split':<5}  {'':<6}  training tasks of its class")
+    for layout in layouts:
+        label = novelty(layout, classes)
+        same = ", ".join(seen_as(layout, trained)) if label == SEEN else "-"
+        split = suite.split_of(layout) or "-"
+        print(f"{layout:<22}  {envs.parse_task(layout).task_class!s:<9}  {split:<5}  "
+              f"{label:<6}  {same}")
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
     import os
 
+    import envs
     from imitate.quickstart import TINY_ENV, QuickstartConfig, run_quickstart
 
     tiny = args.tiny or os.environ.get(TINY_ENV, "") not in ("", "0")
@@ -58,13 +98,17 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     print(f"  {'best constant action':<24}{result.constant_accuracy:>18.3f}")
     print(f"  (share of the 4 action heads matching the expert, {result.held_out_frames} "
           "held-out frames)")
-    print(f"\n  {'unseen task':<12}{'episodes':>9}{'policy success':>16}{'expert success':>16}")
+    print(f"\n  {'task':<10}{'class':<7}{'':<8}{'episodes':>9}{'policy success':>16}"
+          f"{'expert success':>16}")
     for task in dict.fromkeys(e.task for e in result.episodes):
         mine = [e for e in result.episodes if e.task == task]
         wins = sum(e.success for e in mine)
         expert = sum(bool(e.expert_success) for e in mine)
-        print(f"  {task:<12}{len(mine):>9}{f'{wins}/{len(mine)}':>16}"
-              f"{f'{expert}/{len(mine)}':>16}")
+        task_class = str(envs.parse_task(task).task_class)
+        print(f"  {task:<10}{task_class:<7}{mine[0].novelty:<8}{len(mine):>9}"
+              f"{f'{wins}/{len(mine)}':>16}{f'{expert}/{len(mine)}':>16}")
+    print("  (unseen: no task of its class, the task up to relabelling of its blocks, was "
+          "trained on)")
     print(f"  report      {result.report}")
     print(f"  video       {result.video}")
 
@@ -84,9 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    tasks = commands.add_parser("tasks", help="print the task suite as a table")
+    tasks = commands.add_parser(
+        "tasks", help="print the task suite as a table, or which tasks a checkpoint has seen",
+        description="Lists the suite's tasks with their class (the task up to relabelling of its "
+        "blocks). With --seen-by CHECKPOINT, says for each LAYOUT (default: the split's tasks) "
+        "whether that checkpoint trained on its class (seen) or not (unseen).")
+    tasks.add_argument("layouts", nargs="*", metavar="LAYOUT",
+                       help="layouts to look up with --seen-by, e.g. 'ab cd' 'abc'")
     tasks.add_argument("--split", choices=("train", "test", "all"), default="all",
                        help="which part of the suite to list (default: all)")
+    tasks.add_argument("--seen-by", metavar="CHECKPOINT", default=None,
+                       help="a policy checkpoint (or 'pretrained'): label each task seen or "
+                       "unseen by it")
+    tasks.add_argument("--suite-version", type=int, default=None, metavar="V",
+                       help="suite version to list (default: the current one)")
     tasks.set_defaults(handler=_cmd_tasks)
 
     from imitate.data.commands import add_demos_commands

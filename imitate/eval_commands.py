@@ -16,12 +16,14 @@ _DEFAULTS = EvalConfig(checkpoint=Path("policy.pt"))
 def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``eval`` to the ``imitate`` sub-command set."""
     parser = commands.add_parser(
-        "eval", help="evaluate a policy on training or unseen test tasks",
+        "eval", help="evaluate a policy on suite tasks, labelled seen or unseen",
         description="Paper protocol (section 5.1): per task K episodes, each from a fresh seeded "
         "initial configuration and conditioned on an expert demo from the evaluation seed stream "
         "(never a training demo); greedy ensemble actions; the scripted expert runs from the "
-        "same starts. Writes report.json, episodes.csv, summary.csv, report.md and two PNG "
-        "plots to --out.")
+        "same starts. Each task is labelled unseen (its class, the task up to relabelling of its "
+        "blocks, is not among the checkpoint's training classes) or seen, and the tables group "
+        "by that. Writes report.json, episodes.csv, summary.csv, report.md and two PNG plots to "
+        "--out.")
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
                         help="policy checkpoint, e.g. runs/NAME/policy.pt, or 'pretrained' for "
                         "the policy shipped with imitate")
@@ -142,15 +144,17 @@ def _cmd_eval(args: argparse.Namespace) -> None:
           f"{config.episodes_per_task} per task, ensemble {config.ensemble}, seed {config.seed}, "
           f"{seconds:.0f} s ({timing['episodes_per_s']:.2f} episodes/s, "
           f"{config.workers} workers)")
-    print(f"{'split':<6} {'stages':>6} {'episodes':>8} {'policy success':>16} "
+    print(f"{'tasks':<7} {'split':<6} {'stages':>6} {'episodes':>8} {'policy success':>16} "
           f"{'expert':>8}  failures (recoverable / manipulation / wrong move)")
     for row in rows:
         policy = row.outcomes["success"]
         expert = f"{100 * row.expert.value:.1f}%" if row.expert else "-"
         fails = " / ".join(str(row.outcomes[name].count) for name in
                            ("recoverable_failure", "manipulation_failure", "wrong_move"))
-        print(f"{row.split:<6} {row.stages:>6} {row.episodes:>8} "
+        print(f"{row.novelty:<7} {row.split:<6} {row.stages:>6} {row.episodes:>8} "
               f"{100 * policy.value:>15.1f}% {expert:>8}  {fails}")
+    print("(unseen: the task's class, the task up to relabelling of its blocks, is not among the "
+          "checkpoint's training classes)")
     videos = [r.video for r in results if r.video]
     if videos:
         print(f"videos: {len(videos)} in {out / 'videos'}")

@@ -1,4 +1,4 @@
-"""Evaluation on training or unseen test tasks, by the paper's protocol (section 5.1).
+"""Evaluation on suite tasks, each labelled seen or unseen, by the paper's protocol (section 5.1).
 
 For every task and episode index ``i``:
 
@@ -10,6 +10,10 @@ For every task and episode index ``i``:
    stream (``Stream.EVAL_EPISODE``) until success, an irrecoverable state or the horizon;
 3. the scripted expert runs, without noise, from the SAME initial configuration (the paper's
    "Demo" column).
+
+Every task is labelled ``unseen`` (its class, the task up to relabelling of its blocks, is not
+among the classes of the checkpoint's training tasks) or ``seen`` (``imitate.novelty``), whatever
+split of the suite it comes from; reports group by that label.
 
 Episode seeds depend only on (root seed, task layout, episode index), so the same arguments give
 the same (task, seed) list, and two checkpoints can be compared episode by episode. Episodes run in
@@ -28,8 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from envs.tasks import TaskClass
 from imitate.data.record import DemoJob, env_kwargs, record_demo
 from imitate.data.seeds import Stream, demo_seeds
+from imitate.novelty import UNKNOWN, novelty
 from imitate.options import require_positive_ints
 
 logger = logging.getLogger(__name__)
@@ -50,7 +56,8 @@ class EvalConfig:
 
     Attributes:
         checkpoint: the policy checkpoint (``policy.pt``).
-        split: suite tasks to evaluate: ``train``, ``test`` (unseen) or ``all``.
+        split: suite tasks to evaluate: ``train``, ``test`` or ``all`` (whether a task is unseen
+            depends on the checkpoint's training tasks, not on its split).
         tasks: layouts to evaluate instead of the split's suite tasks (any valid layouts).
         episodes_per_task: K episodes per task (paper: 100).
         ensemble: E demo subsamples averaged per action (paper: 10).
@@ -117,7 +124,8 @@ class EvalConfig:
 
 
 class EpisodeJob(NamedTuple):
-    """One evaluation episode: episode ``episode`` of ``layout``."""
+    """One evaluation episode: episode ``episode`` of ``layout`` (``novelty``: ``seen``,
+    ``unseen`` or ``unknown`` for the checkpoint under evaluation)."""
 
     split: str
     layout: str
@@ -127,12 +135,15 @@ class EpisodeJob(NamedTuple):
     expert: bool
     noise: float
     video_dir: str | None = None
+    novelty: str = UNKNOWN
 
 
 @dataclass
 class EpisodeResult:
     """What happened in one episode (and in the expert's run from the same start).
 
+    ``novelty``: ``unseen`` when the task's class is not among the checkpoint's training classes,
+    ``seen`` when it is, ``unknown`` when the checkpoint does not record its training tasks;
     ``stage``: stages complete at the end; ``failure``: None on success, else a failure class;
     ``steps``: control steps; seconds: ``policy`` (demo embedding and action choice), ``env``
     (simulation steps), ``demo`` (recording the conditioning demo), ``expert`` (the expert's run).
@@ -156,14 +167,17 @@ class EpisodeResult:
     demo_seconds: float
     expert_seconds: float
     video: str | None = None
+    novelty: str = UNKNOWN
 
 
-def episode_jobs(config: EvalConfig) -> list[EpisodeJob]:
-    """Every episode of the evaluation, in report order (task, then episode index)."""
+def episode_jobs(config: EvalConfig, trained: frozenset[TaskClass] | None = None
+                 ) -> list[EpisodeJob]:
+    """Every episode of the evaluation, in report order (task, then episode index); ``trained``:
+    the checkpoint's training classes (None: unknown), which label each task seen or unseen."""
     noise = config.demo_noise()
     video_dir = str(config.video_dir) if config.video_dir is not None else None
     return [EpisodeJob(split, layout, episode, config.seed, config.ensemble, config.expert, noise,
-                       video_dir if episode < config.videos else None)
+                       video_dir if episode < config.videos else None, novelty(layout, trained))
             for split, layout in config.task_list()
             for episode in range(config.episodes_per_task)]
 
@@ -271,7 +285,7 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
         expert_success=bool(expert_info["is_success"]) if job.expert else None,
         expert_failure=expert_info.get("failure") if job.expert else None,
         policy_seconds=policy_seconds, env_seconds=env_seconds, demo_seconds=recorded.seconds,
-        expert_seconds=expert_seconds, video=video)
+        expert_seconds=expert_seconds, video=video, novelty=job.novelty)
 
 
 # --- workers -----------------------------------------------------------------------------------

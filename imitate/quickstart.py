@@ -1,13 +1,15 @@
 """``imitate quickstart``: the pipeline end to end on a small embedded default.
 
-Steps: record expert demos of the suite's 2- and 3-cube training tasks (``imitate demos
-generate``), verify them, train a BC policy on them (``imitate train``), score its greedy action
-accuracy on held-out demos, evaluate it (``imitate eval``) on 3-cube layouts it never saw in
-training, and render one episode (``imitate render``). ``tiny`` (``--tiny`` or
+Steps: record expert demos of small tasks of three classes (``imitate demos generate``), verify
+them, train a BC policy on them (``imitate train``), score its greedy action accuracy on held-out
+demos, evaluate it (``imitate eval``) on three tasks whose classes it never trained on (unseen up
+to relabelling of the blocks: no relabelled training task), and render one episode (``imitate
+render``). ``tiny`` (``--tiny`` or
 ``IMITATE_QUICKSTART_TINY=1``) runs the same path at a size CI can afford (about a minute).
 Everything goes under one folder (default ``runs/quickstart``); a re-run resumes the demos and the
 training run that are there. A folder whose demos another expert version recorded (an upgrade)
-is moved aside to ``<folder>-expert<version>`` and the pipeline starts afresh.
+is moved aside to ``<folder>-expert<version>``, one recorded for another suite version or other
+tasks to ``<folder>-old``, and the pipeline starts afresh.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.suite import SUITE_VERSION
 from imitate import actions
 from imitate.agent import agent_for_demo
 from imitate.checkpoint import load_checkpoint
@@ -32,10 +35,14 @@ from imitate.train import TrainConfig, TrainSummary, train
 
 logger = logging.getLogger(__name__)
 
-#: Training tasks: every suite training task of 2 or 3 cubes (1 and 2 stages).
-QUICKSTART_TASKS = ("ab", "ba", "ab c", "b ca", "a cb", "abc", "cab")
-#: Unseen evaluation tasks of the same size: 3-cube towers in no training set of the suite.
-QUICKSTART_TEST_TASKS = ("acb", "bac", "bca", "cba")
+#: Training tasks: 2 and 3 relabellings of three classes, all training classes of suite v2:
+#: one 2-cube tower (class 2), with a single cube beside it (2+1), and two 2-cube towers (2-2).
+QUICKSTART_TASKS = ("ab", "ba", "ab c", "b ca", "a cb", "cd ab", "ba dc")
+#: Evaluation tasks in classes the quickstart never trains on (``imitate tasks --seen-by``):
+#: a 2-cube tower beside two single cubes (2+2, 1 stage; a suite v2 training class), a 3-cube
+#: tower (3, 2 stages) and a 3-cube tower beside a single cube (3+1, 2 stages; both suite v2 test
+#: tasks).
+QUICKSTART_TEST_TASKS = ("d ab c", "abc", "cab d")
 TINY_ENV = "IMITATE_QUICKSTART_TINY"
 
 
@@ -118,22 +125,32 @@ def held_out_accuracy(checkpoint: Path, demos: Path, holdout_every: int, *, ense
 
 
 def set_aside_if_stale(out: Path, on_stage: Callable[[str], None]) -> Path | None:
-    """Move ``out`` to ``<out>-expert<version>`` when its demos were recorded by another expert
-    version (they could not be resumed); returns where it went, or None when it stays."""
+    """Move ``out`` aside when its demos cannot be resumed: to ``<out>-expert<version>`` when
+    another expert version recorded them, to ``<out>-old`` when another suite version or other
+    tasks did; returns where it went, or None when it stays."""
     demos = out / "demos"
     if not fmt.manifest_path(demos).exists():
         return None
-    recorded = fmt.load_manifest(demos).get("expert_version")
-    if recorded == expert_version():
+    manifest = fmt.load_manifest(demos)
+    recorded = manifest.get("expert_version")
+    params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
+    if recorded != expert_version():
+        tag = f"expert{recorded}"
+        reason = f"demos of expert version {recorded}, this is version {expert_version()}"
+    elif (manifest.get("suite_version") != SUITE_VERSION
+          or params.get("tasks") != list(QUICKSTART_TASKS)):
+        tag = "old"
+        reason = (f"demos of another quickstart (suite v{manifest.get('suite_version')}, tasks "
+                  f"{', '.join(params.get('tasks') or [])})")
+    else:
         return None
-    aside = out.with_name(f"{out.name}-expert{recorded}")
+    aside = out.with_name(f"{out.name}-{tag}")
     copy = 1
     while aside.exists():
         copy += 1
-        aside = out.with_name(f"{out.name}-expert{recorded}-{copy}")
+        aside = out.with_name(f"{out.name}-{tag}-{copy}")
     out.rename(aside)
-    on_stage(f"{out} holds demos of expert version {recorded}, this is version "
-             f"{expert_version()}: moved it to {aside}, starting afresh")
+    on_stage(f"{out} holds {reason}: moved it to {aside}, starting afresh")
     return aside
 
 
@@ -168,7 +185,7 @@ def run_quickstart(config: QuickstartConfig,
                                    seed=config.seed))
     write_report(report, episodes, config={"quickstart": True, "tiny": config.tiny},
                  checkpoint={"path": str(checkpoint), "step": summary.step}, timing={})
-    video = config.out / "videos" / f"{QUICKSTART_TEST_TASKS[0]}-ep000.mp4"
+    video = config.out / "videos" / f"{QUICKSTART_TEST_TASKS[0].replace(' ', '_')}-ep000.mp4"
     on_stage(f"rendering episode 0 of {QUICKSTART_TEST_TASKS[0]!r} into {video}")
     render_episode(checkpoint, QUICKSTART_TEST_TASKS[0], video, seed=config.seed,
                    ensemble=config.ensemble)

@@ -6,10 +6,16 @@
 |---|---|
 | ``report.json`` | config, checkpoint description, per-episode results, the tables |
 | ``episodes.csv`` | one row per episode (task, seeds, outcome, stage reached, expert outcome) |
-| ``summary.csv`` | one row per (split, stage count): counts, rates and interval bounds |
+| ``summary.csv`` | one row per (seen/unseen, split, stage count): counts, rates, interval bounds |
 | ``report.md`` | the tables shaped like the paper's Tables 3/4 and 7-11 |
 | ``success_by_stages.png`` | success vs stage count per split, policy and expert, with intervals |
 | ``outcomes_by_stages.png`` | stacked bars: success / recoverable / manipulation / wrong move |
+
+Rows group episodes by whether the task is ``unseen`` by the checkpoint (its class, the task up to
+relabelling of its blocks, is not among the classes of the checkpoint's training tasks) or
+``seen``, then by the suite split the layout comes from, then by stage count: a suite "test" task
+that relabels a training task is reported as seen (``imitate.novelty``). ``report.json`` also
+lists every task with its class, label and the training tasks of its class.
 
 Intervals are Wilson score intervals at 95% (sound at 0% and 100% and for small counts).
 """
@@ -25,8 +31,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from envs.tasks import parse_task
 from imitate.data.format import atomic_write_bytes
 from imitate.evaluate import FAILURE_CLASSES, EpisodeResult
+from imitate.novelty import NOVELTIES, seen_as, training_tasks
 
 #: z for a two-sided 95% interval.
 Z95 = 1.959963984540054
@@ -76,8 +84,9 @@ class Rate:
 
 @dataclass(frozen=True)
 class StageRow:
-    """One (split, stage count) group of episodes."""
+    """One (seen/unseen, split, stage count) group of episodes."""
 
+    novelty: str
     split: str
     stages: int
     tasks: int
@@ -86,7 +95,8 @@ class StageRow:
     expert: Rate | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"split": self.split, "stages": self.stages, "tasks": self.tasks,
+        return {"novelty": self.novelty, "split": self.split, "stages": self.stages,
+                "tasks": self.tasks,
                 "episodes": self.episodes,
                 **{name: rate.to_json() for name, rate in self.outcomes.items()},
                 "expert_success": self.expert.to_json() if self.expert else None}
@@ -98,41 +108,80 @@ def outcome_of(result: EpisodeResult) -> str:
 
 
 def stage_rows(results: Sequence[EpisodeResult]) -> list[StageRow]:
-    """Group episodes by (split, number of stages); splits in train, test, other order."""
-    groups: dict[tuple[str, int], list[EpisodeResult]] = defaultdict(list)
+    """Group episodes by (seen/unseen, split, number of stages): seen before unseen before
+    unknown, splits in train, test, other order."""
+    groups: dict[tuple[str, str, int], list[EpisodeResult]] = defaultdict(list)
     for result in results:
-        groups[(result.split, result.num_stages)].append(result)
-    order = {"train": 0, "test": 1}
+        groups[(result.novelty, result.split, result.num_stages)].append(result)
+    split_order = {"train": 0, "test": 1}
+
+    def order(key: tuple[str, str, int]) -> tuple[int, int, str, int]:
+        novelty, split, stages = key
+        return (NOVELTIES.index(novelty) if novelty in NOVELTIES else len(NOVELTIES),
+                split_order.get(split, 2), split, stages)
+
     rows = []
-    for (split, stages), group in sorted(groups.items(),
-                                         key=lambda kv: (order.get(kv[0][0], 2), kv[0])):
+    for (novelty, split, stages), group in sorted(groups.items(), key=lambda kv: order(kv[0])):
         n = len(group)
         outcomes = {name: Rate(sum(outcome_of(r) == name for r in group), n)
                     for name in OUTCOMES}
         with_expert = [r for r in group if r.expert_success is not None]
         expert = (Rate(sum(bool(r.expert_success) for r in with_expert), len(with_expert))
                   if with_expert else None)
-        rows.append(StageRow(split, stages, len({r.task for r in group}), n, outcomes, expert))
+        rows.append(StageRow(novelty, split, stages, len({r.task for r in group}), n, outcomes,
+                             expert))
     return rows
 
 
-def markdown(rows: Sequence[StageRow], title: str) -> str:
-    """The two tables (success by stages; outcome breakdown) as Markdown."""
+def task_table(results: Sequence[EpisodeResult], training_tasks: Sequence[str] | None
+               ) -> list[dict[str, Any]]:
+    """One entry per evaluated task: layout, split, stages, class, seen/unseen, the training
+    tasks of its class (``seen_as``), episodes and successes."""
+    entries: dict[str, dict[str, Any]] = {}
+    for result in results:
+        entry = entries.setdefault(result.task, {
+            "task": result.task, "split": result.split, "stages": result.num_stages,
+            "class": str(parse_task(result.task).task_class), "novelty": result.novelty,
+            "seen_as": seen_as(result.task, training_tasks) if training_tasks else [],
+            "episodes": 0, "successes": 0})
+        entry["episodes"] += 1
+        entry["successes"] += int(result.success)
+    return list(entries.values())
+
+
+def markdown(rows: Sequence[StageRow], title: str,
+             tasks: Sequence[dict[str, Any]] = ()) -> str:
+    """The two tables (success by stages; outcome breakdown) as Markdown, then one row per task
+    of ``tasks`` (``task_table``) when given."""
     lines = [f"# {title}", "",
-             "Cells: % [95% Wilson interval] (count/episodes).", "",
+             "Cells: % [95% Wilson interval] (count/episodes). A task is *unseen* when its class "
+             "(the task up to relabelling of its blocks) is not among the classes of the "
+             "policy's training tasks, *seen* when it is, whatever its suite split.", "",
              "## Success by number of stages (cf. paper Tables 3 and 4)", "",
-             "| split | stages | tasks | episodes | policy success | expert (Demo) success |",
-             "|---|---:|---:|---:|---|---|"]
+             "| seen/unseen | split | stages | tasks | episodes | policy success | "
+             "expert (Demo) success |",
+             "|---|---|---:|---:|---:|---|---|"]
     for row in rows:
         expert = row.expert.cell() if row.expert else "-"
-        lines.append(f"| {row.split} | {row.stages} | {row.tasks} | {row.episodes} | "
-                     f"{row.outcomes['success'].cell()} | {expert} |")
+        lines.append(f"| {row.novelty} | {row.split} | {row.stages} | {row.tasks} | "
+                     f"{row.episodes} | {row.outcomes['success'].cell()} | {expert} |")
     lines += ["", "## Outcomes by number of stages (cf. paper Tables 7-11)", "",
-              "| split | stages | " + " | ".join(OUTCOME_TITLES[o] for o in OUTCOMES) + " |",
-              "|---|---:|" + "---|" * len(OUTCOMES)]
+              "| seen/unseen | split | stages | "
+              + " | ".join(OUTCOME_TITLES[o] for o in OUTCOMES) + " |",
+              "|---|---|---:|" + "---|" * len(OUTCOMES)]
     for row in rows:
         cells = " | ".join(row.outcomes[o].cell() for o in OUTCOMES)
-        lines.append(f"| {row.split} | {row.stages} | {cells} |")
+        lines.append(f"| {row.novelty} | {row.split} | {row.stages} | {cells} |")
+    if tasks:
+        lines += ["", "## Tasks", "",
+                  "| task | split | stages | class | seen/unseen | same class in training | "
+                  "success |",
+                  "|---|---|---:|---|---|---|---|"]
+        for entry in tasks:
+            same = ", ".join(f"`{x}`" for x in entry["seen_as"]) or "-"
+            lines.append(f"| `{entry['task']}` | {entry['split']} | {entry['stages']} | "
+                         f"{entry['class']} | {entry['novelty']} | {same} | "
+                         f"{entry['successes']}/{entry['episodes']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -149,7 +198,8 @@ def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
 def _summary_rows(rows: Sequence[StageRow]) -> list[dict[str, Any]]:
     flat = []
     for row in rows:
-        item: dict[str, Any] = {"split": row.split, "stages": row.stages, "tasks": row.tasks,
+        item: dict[str, Any] = {"novelty": row.novelty, "split": row.split,
+                                "stages": row.stages, "tasks": row.tasks,
                                 "episodes": row.episodes}
         for name in OUTCOMES:
             rate = row.outcomes[name]
@@ -173,10 +223,10 @@ def plot(rows: Sequence[StageRow], folder: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = [folder / "success_by_stages.png", folder / "outcomes_by_stages.png"]
-    splits = list(dict.fromkeys(row.split for row in rows))
+    groups = list(dict.fromkeys((row.novelty, row.split) for row in rows))
     figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
-    for split in splits:
-        mine = [row for row in rows if row.split == split]
+    for novelty, split in groups:
+        mine = [row for row in rows if (row.novelty, row.split) == (novelty, split)]
         stages = [row.stages for row in mine]
         for label, rates, style in (("policy", [r.outcomes["success"] for r in mine], "-o"),
                                     ("expert", [r.expert for r in mine], "--s")):
@@ -186,20 +236,21 @@ def plot(rows: Sequence[StageRow], folder: Path) -> list[Path]:
             errors = [[100 * (rate.value - rate.interval[0]) for rate in rates],
                       [100 * (rate.interval[1] - rate.value) for rate in rates]]
             axis.errorbar(stages, values, yerr=errors, fmt=style, capsize=3,
-                          label=f"{label}, {split} tasks")
+                          label=f"{label}, {novelty} {split} tasks")
     axis.set(xlabel="number of stages", ylabel="success % (95% CI)", ylim=(-2, 102))
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
     _save(figure, paths[0])
 
     figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4), dpi=100)
-    labels = [f"{row.split}\n{row.stages}" for row in rows]
+    labels = [f"{row.novelty}\n{row.split}\n{row.stages}" for row in rows]
     bottom = [0.0] * len(rows)
     for name in OUTCOMES:
         values = [100 * row.outcomes[name].value for row in rows]
         axis.bar(labels, values, bottom=bottom, label=OUTCOME_TITLES[name])
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    axis.set(xlabel="split / number of stages", ylabel="% of episodes", ylim=(0, 100))
+    axis.set(xlabel="seen or unseen / split / number of stages", ylabel="% of episodes",
+             ylim=(0, 100))
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(figure, paths[1])
     return paths
@@ -232,15 +283,17 @@ def write_report(folder: Path, results: Sequence[EpisodeResult], *, config: dict
     folder.mkdir(parents=True, exist_ok=True)
     rows = stage_rows(results)
     episodes = [asdict(result) for result in results]
+    tasks = task_table(results, training_tasks(checkpoint.get("training", {})))
     report = {"config": config, "checkpoint": checkpoint, "timing": timing,
-              "by_stages": [row.to_json() for row in rows], "episodes": episodes}
+              "by_stages": [row.to_json() for row in rows], "tasks": tasks,
+              "episodes": episodes}
     files = {"json": folder / "report.json", "episodes_csv": folder / "episodes.csv",
              "summary_csv": folder / "summary.csv", "markdown": folder / "report.md"}
     atomic_write_bytes(files["json"], json.dumps(report, indent=1).encode())
     atomic_write_bytes(files["episodes_csv"], _csv_bytes(episodes))
     atomic_write_bytes(files["summary_csv"], _csv_bytes(_summary_rows(rows)))
     title = f"Evaluation of {checkpoint.get('path', 'a policy')}"
-    text = markdown(rows, title)
+    text = markdown(rows, title, tasks)
     videos = [Path(r.video) for r in results if r.video]
     if videos:
         text += "\n## Videos\n\n" + "".join(f"- [{v.name}]({_relative(v, folder)})\n"

@@ -52,6 +52,7 @@ from imitate.model import (
     PolicyConfig,
     data_dependent_init,
 )
+from imitate.novelty import evaluation_data_problems
 from imitate.options import require_positive_ints
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ class TrainConfig:
         hidden: width D of the network (paper: 64).
         temporal_scoring: ``dot`` or ``additive`` (paper) scores in the context network's temporal
             attention (``PolicyConfig.temporal_scoring``).
+        allow_test_tasks: train on a dataset that holds test-class tasks of its suite or demos
+            from an evaluation seed stream (refused otherwise; the checkpoint records it).
         holdout_every: every N-th demo of each task is held out for validation (0: none).
         checkpoint_every: steps between checkpoints.
         log_every: steps between metrics rows (and validation batches).
@@ -108,6 +111,7 @@ class TrainConfig:
     pairs_per_task: int = 32
     hidden: int = 64
     temporal_scoring: str = "dot"
+    allow_test_tasks: bool = False
     holdout_every: int = 20
     checkpoint_every: int = 250
     log_every: int = 25
@@ -345,7 +349,21 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
         torch.set_num_threads(config.threads)
     saved_config = _check_run_folder(config)
     with _open_dataset(config.demos) as dataset:
+        _check_not_evaluation_data(config, dataset)
         return _train(config, dataset, saved_config, device, on_progress)
+
+
+def _check_not_evaluation_data(config: TrainConfig, dataset: DemoDataset) -> None:
+    """Refuse (``DatasetError``, before anything is written) a dataset that holds test-class
+    tasks or evaluation-stream demos, unless ``allow_test_tasks``; then log what it holds."""
+    problems = evaluation_data_problems(dataset.manifest, dataset.tasks)
+    if not problems:
+        return
+    if not config.allow_test_tasks:
+        raise DatasetError(f"{config.demos} is evaluation data: {'; '.join(problems)}. Training "
+                           "on it would make those tasks seen; pass --allow-test-tasks to train "
+                           "on it anyway (the checkpoint records it)")
+    logger.warning("training on evaluation data (--allow-test-tasks): %s", "; ".join(problems))
 
 
 def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, Any] | None,
@@ -386,7 +404,10 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
     env, suite_version = _env_metadata(dataset)
     training_record = {"config": config.to_json(), "dataset": str(config.demos),
                        "dataset_command": dataset.manifest.get("command"),
-                       "dataset_tasks": list(dataset.tasks)}
+                       "dataset_tasks": list(dataset.tasks),
+                       "allow_test_tasks": config.allow_test_tasks,
+                       "evaluation_data": evaluation_data_problems(dataset.manifest,
+                                                                   dataset.tasks)}
 
     def checkpoint(at_step: int) -> Path:
         return save_checkpoint(config.out / CHECKPOINT_NAME, policy, env=env,

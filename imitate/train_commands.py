@@ -44,6 +44,11 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                         help=f"where to train (default: {_DEFAULTS.device}: CUDA when available)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--allow-test-tasks", action="store_true",
+                        help="train on a dataset holding tasks of the suite's test classes (test "
+                        "tasks or relabellings of them) or demos from an evaluation seed stream; "
+                        "refused otherwise, since it makes those tasks seen. The checkpoint "
+                        "records it")
     for name, kind, meta, text in (
         ("steps", int, "N", "total optimisation steps"),
         ("seed", int, "S", "root seed of weights, batches and temporal dropout"),
@@ -81,8 +86,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         steps=args.steps, device=args.device, resume=args.resume, seed=args.seed, lr=args.lr,
         tasks_per_batch=args.tasks_per_batch, pairs_per_task=args.pairs_per_task,
         hidden=args.hidden, temporal_scoring=args.temporal_scoring,
-        holdout_every=args.holdout_every, checkpoint_every=args.checkpoint_every,
-        log_every=args.log_every, threads=args.threads,
+        allow_test_tasks=args.allow_test_tasks, holdout_every=args.holdout_every,
+        checkpoint_every=args.checkpoint_every, log_every=args.log_every, threads=args.threads,
         quiet=args.quiet, dagger_rounds=args.dagger_rounds, dagger_rollouts=args.dagger_rollouts,
         dagger_full_fraction=args.dagger_full_fraction, dagger_beta0=args.dagger_beta0,
         dagger_decay=args.dagger_decay, dagger_ensemble=args.dagger_ensemble)
@@ -116,6 +121,9 @@ def _print_summary(config: TrainConfig, summary: TrainSummary) -> None:
         if "val_loss" in last:
             line += f"; held-out loss {last['val_loss']:.3f}, accuracy {last['val_acc_all']:.3f}"
         print(line)
+    if config.allow_test_tasks:
+        print("  trained with --allow-test-tasks: evaluations mark the test classes it holds "
+              "as seen")
     if config.algo == "dagger":
         print(f"  DAgger rounds collected: {summary.out / 'dagger'}")
     print(f"  checkpoint: {summary.checkpoint}")

@@ -80,7 +80,7 @@ def test_generate_writes_a_complete_verified_dataset(dataset: Path) -> None:
     assert data["complete"] and data["format_version"] == 1 and data["kind"] == "generate"
     assert [Path(s["file"]).name for s in data["shards"]] == SHARDS
     assert data["params"]["tasks"] == ["ab", "abc"] and data["params"]["stream"] == "train_demo"
-    assert data["env"]["id"] == "BlockStack-v0" and data["suite_version"] == 1
+    assert data["env"]["id"] == "BlockStack-v0" and data["suite_version"] == 2
     assert "--per-task 3" in data["command"] and "expert_version" in data
     done = run_cli("demos", "verify", str(dataset))
     assert done.returncode == 0, done.stderr
@@ -298,3 +298,21 @@ def test_an_aggregate_appends_labelled_rollouts_in_the_dataset_format(
         batch = PairSampler(data, tasks_per_batch=8, pairs_per_task=2,
                             rng=np.random.default_rng(1)).sample()
         assert set(batch.demo_index.tolist()) <= {0, 1}
+
+
+def test_test_split_demos_come_from_a_stream_no_evaluation_uses(tmp_path: Path) -> None:
+    """``--split test`` no longer reproduces the demos ``imitate eval`` conditions on."""
+    out = tmp_path / "test-demos"
+    done = run_cli("demos", "generate", "--out", str(out), "--split", "test", "--tasks", "abc",
+                   "--per-task", "2", "--seed", "0", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert manifest(out)["params"]["stream"] == "test_demo"
+    evaluation = {demo_seeds(0, stream, "abc", i, a).env_seed
+                  for stream in (Stream.EVAL_DEMO, Stream.EVAL_EPISODE)
+                  for i in range(2) for a in range(5)}
+    with DemoDataset(out) as data:
+        for position in range(2):
+            demo = data.demo("abc", position)
+            assert demo.success and stream_of(demo.env_seed) == Stream.TEST_DEMO
+            assert demo.env_seed >= 2**63  # above the four streams of imitate 0.5
+            assert demo.env_seed not in evaluation

@@ -39,6 +39,10 @@ def report(tiny_policy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_report_has_every_column_and_its_counts_add_up(report: Path) -> None:
     data = json.loads((report / "report.json").read_text())
     assert len(data["episodes"]) == 4
+    # tiny_policy trained on these very tasks: seen.
+    assert {episode["novelty"] for episode in data["episodes"]} == {"seen"}
+    assert [(t["task"], t["novelty"], t["class"]) for t in data["tasks"]] == [
+        ("ab", "seen", "2"), ("ba", "seen", "2")]
     assert data["config"]["episodes_per_task"] == 2 and data["config"]["ensemble"] == 2
     for row in data["by_stages"]:
         assert sum(row[name]["count"] for name in OUTCOMES) == row["episodes"]
@@ -48,7 +52,7 @@ def test_report_has_every_column_and_its_counts_add_up(report: Path) -> None:
             assert 0.0 <= low <= row[name]["rate"] <= high <= 1.0
     with (report / "summary.csv").open() as handle:
         summary = list(csv.DictReader(handle))
-    assert {"split", "stages", "tasks", "episodes", "success", "success_ci_low",
+    assert {"novelty", "split", "stages", "tasks", "episodes", "success", "success_ci_low",
             "recoverable_failure", "manipulation_failure", "wrong_move",
             "expert_success_rate"} <= set(summary[0])
     assert sum(int(row["episodes"]) for row in summary) == 4
@@ -243,3 +247,46 @@ def test_dagger_resumes_to_the_same_weights(tiny_demos: Path, tmp_path: Path) ->
     a, b = load_checkpoint(whole.checkpoint), load_checkpoint(resumed.checkpoint)
     for name, tensor in a.policy.state_dict().items():
         assert torch.equal(tensor, b.policy.state_dict()[name]), name
+
+
+def test_reports_label_relabelled_tasks_seen_and_new_classes_unseen(tiny_policy: Path,
+                                                                     tmp_path: Path) -> None:
+    """tiny_policy trained on 'ab' and 'ba' (class 2): 'ba' is seen whatever its split, 'ab c'
+    (class 2+1) is unseen; the tables group by that label."""
+    from imitate.report import write_report
+
+    config = EvalConfig(checkpoint=tiny_policy, tasks=("ba", "ab c"), episodes_per_task=1,
+                        ensemble=2, expert=False)
+    results = evaluate(config)
+    assert [(r.task, r.split, r.novelty) for r in results] == [("ba", "train", "seen"),
+                                                               ("ab c", "other", "unseen")]
+    checkpoint = {"path": str(tiny_policy),
+                  "training": {"dataset_tasks": ["ab", "ba"]}}
+    files = write_report(tmp_path / "report", results, config={}, checkpoint=checkpoint,
+                         timing={})
+    data = json.loads(files["json"].read_text())
+    assert [(row["novelty"], row["split"]) for row in data["by_stages"]] == [
+        ("seen", "train"), ("unseen", "other")]
+    assert data["tasks"][0] == {"task": "ba", "split": "train", "stages": 1, "class": "2",
+                                "novelty": "seen", "seen_as": ["ab", "ba"], "episodes": 1,
+                                "successes": int(results[0].success)}
+    assert data["tasks"][1]["novelty"] == "unseen" and data["tasks"][1]["seen_as"] == []
+    with files["summary_csv"].open() as handle:
+        assert [row["novelty"] for row in csv.DictReader(handle)] == ["seen", "unseen"]
+    with files["episodes_csv"].open() as handle:
+        assert [row["novelty"] for row in csv.DictReader(handle)] == ["seen", "unseen"]
+    markdown = files["markdown"].read_text()
+    assert "| seen | train | 1 |" in markdown and "| unseen | other | 1 |" in markdown
+    assert "| `ab c` | other | 1 | 2+1 | unseen | - |" in markdown
+
+
+def test_a_checkpoint_without_its_training_tasks_calls_nothing_unseen(tiny_policy: Path,
+                                                                      tmp_path: Path) -> None:
+    from imitate.checkpoint import load_checkpoint, save_checkpoint
+
+    saved = load_checkpoint(tiny_policy)
+    bare = save_checkpoint(tmp_path / "bare.pt", saved.policy, env=saved.env,
+                           suite_version=saved.suite_version, training={}, step=saved.step)
+    results = evaluate(EvalConfig(checkpoint=bare, tasks=("ab c",), episodes_per_task=1,
+                                  ensemble=2, expert=False))
+    assert [r.novelty for r in results] == ["unknown"]

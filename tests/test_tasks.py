@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from collections import Counter
+
 import pytest
 
-from envs.tasks import BLOCK_LETTERS, MAX_BLOCKS, MIN_BLOCKS, TABLE, Stage, Task, parse_task
+from envs.tasks import (
+    BLOCK_LETTERS,
+    MAX_BLOCKS,
+    MIN_BLOCKS,
+    TABLE,
+    Stage,
+    Task,
+    TaskClass,
+    parse_task,
+    parse_task_class,
+    task_classes,
+)
 
 
 def stages_as_letters(task: Task) -> list[str]:
@@ -97,3 +111,52 @@ def test_parse_errors_name_problem_and_input(text: str, problem: str) -> None:
 def test_parse_rejects_non_string() -> None:
     with pytest.raises(TypeError):
         parse_task(["ab"])  # type: ignore[arg-type]
+
+
+# --- task classes: tasks up to relabelling of the blocks (paper appendix B.2) -----------------
+def relabel(layout: str, letters: tuple[str, ...]) -> str:
+    """``layout`` with block ``a`` renamed ``letters[0]``, ``b`` renamed ``letters[1]``, ..."""
+    return layout.translate(str.maketrans(BLOCK_LETTERS[: len(letters)], "".join(letters)))
+
+
+@pytest.mark.parametrize("layout", ["ab cd e", "ecadb", "abc de f", "ab c d", "bca"])
+def test_the_class_is_the_same_under_every_relabelling(layout: str) -> None:
+    import itertools
+
+    task = parse_task(layout)
+    relabelled = {relabel(layout, letters)
+                  for letters in itertools.permutations(BLOCK_LETTERS[: task.num_blocks])}
+    assert len(relabelled) == math.factorial(task.num_blocks)
+    assert {parse_task(other).task_class for other in relabelled} == {task.task_class}
+
+
+def test_the_class_is_tower_heights_in_build_order_and_single_blocks() -> None:
+    assert parse_task("ab cd e").task_class == TaskClass((2, 2), 1)
+    assert parse_task("ec da b").task_class == parse_task("ab cd e").task_class
+    assert parse_task("ecadb").task_class == parse_task("dbeac").task_class == TaskClass((5,), 0)
+    # Single blocks take no stage: where they are written does not matter.
+    assert parse_task("c ab d").task_class == parse_task("ab c d").task_class
+    # Another build order is another class: 3 then 2 blocks, or 2 then 3.
+    assert parse_task("abc de").task_class != parse_task("de abc").task_class
+    # Same final arrangement up to tower order, but not the same stages: still one class when
+    # the towers have the same height.
+    assert parse_task("ab cd").task_class == parse_task("cd ab").task_class
+    assert str(TaskClass((2, 2), 1)) == "2-2+1" and str(TaskClass((5,), 0)) == "5"
+
+
+def test_class_counts_per_stage_count_match_the_paper_reference() -> None:
+    counts = Counter(c.num_stages for c in task_classes())
+    assert dict(sorted(counts.items())) == {1: 9, 2: 15, 3: 24, 4: 36, 5: 48, 6: 49, 7: 30,
+                                            8: 9, 9: 1}
+    assert len(set(task_classes())) == 221
+    for task_class in task_classes():
+        representative = task_class.representative()
+        assert representative.task_class == task_class
+        assert representative.num_stages == task_class.num_stages
+        assert parse_task_class(str(task_class)) == task_class
+
+
+@pytest.mark.parametrize("text", ["", "1", "2-x", "3+-1", "9-2", "+2", "2--3"])
+def test_bad_class_strings_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="invalid task class"):
+        parse_task_class(text)

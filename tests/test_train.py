@@ -17,6 +17,8 @@ import pytest
 import torch
 from conftest import HOLDOUT_EVERY, one_line_error, run_cli
 
+import envs
+from envs.tasks import parse_task
 from imitate.checkpoint import load_checkpoint
 from imitate.quickstart import held_out_accuracy
 from imitate.train import TrainConfig, train
@@ -146,10 +148,16 @@ def test_tiny_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "quickstart (tiny) done" in done.stdout
     assert (tmp_path / "qs" / "run" / "policy.pt").is_file()
-    assert "unseen task" in done.stdout and (tmp_path / "qs" / "eval" / "report.md").is_file()
+    assert (tmp_path / "qs" / "eval" / "report.md").is_file()
     import imageio.v2 as imageio
 
-    with imageio.get_reader(tmp_path / "qs" / "videos" / "acb-ep000.mp4") as reader:
+    from imitate.quickstart import QUICKSTART_TEST_TASKS
+
+    rows = {task: line for line in done.stdout.splitlines() for task in QUICKSTART_TEST_TASKS
+            if line.startswith(f"  {task} ")}
+    assert set(rows) == set(QUICKSTART_TEST_TASKS)
+    assert all(" unseen " in row for row in rows.values()), rows
+    with imageio.get_reader(tmp_path / "qs" / "videos" / "d_ab_c-ep000.mp4") as reader:
         assert reader.count_frames() > 20
     assert run_cli("demos", "verify", str(tmp_path / "qs" / "demos")).returncode == 0
     rerun = run_cli("quickstart", "--tiny", "--out", str(tmp_path / "qs"))
@@ -161,11 +169,15 @@ def test_quickstart_sets_aside_demos_of_another_expert_version(tmp_path: Path) -
     from imitate.data import GenerateConfig, generate
     from imitate.data import format as fmt
     from imitate.data.generate import expert_version
-    from imitate.quickstart import set_aside_if_stale
+    from imitate.quickstart import QUICKSTART_TASKS, set_aside_if_stale
 
     out = tmp_path / "qs"
     generate(GenerateConfig(out=out / "demos", per_task=1, tasks=["ab"], workers=1, seed=0))
     lines: list[str] = []
+    assert set_aside_if_stale(out, lines.append) is not None  # other tasks: moved to qs-old
+    assert lines[-1].startswith(f"{out} holds demos of another quickstart")
+    generate(GenerateConfig(out=out / "demos", per_task=1, tasks=QUICKSTART_TASKS, workers=2,
+                            seed=0))
     assert set_aside_if_stale(out, lines.append) is None and out.is_dir()  # same version: stays
     manifest = fmt.load_manifest(out / "demos")
     manifest["expert_version"] = expert_version() - 1
@@ -194,3 +206,76 @@ def test_snapshot_and_final_conditioning_train_and_act(tiny_demos: Path, tmp_pat
         assert agent.encoding.own.shape[2] == 1  # one frame (1 stage)
         action = agent.act({"blocks": demo.blocks[0], "gripper": demo.gripper[0]})
     assert action.shape == (4,) and abs(float(action[3])) == 1.0
+
+
+# --- no training on evaluation data ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def test_class_demos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """3 demos of 'ab' and of 'bca': 'bca' relabels the suite v2 test task 'abc' (class 3)."""
+    out = tmp_path_factory.mktemp("guard") / "demos"
+    done = run_cli("demos", "generate", "--out", str(out), "--tasks", "ab,bca", "--per-task",
+                   "3", "--seed", "5", "--quiet")
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def test_training_refuses_a_relabelled_test_task_and_writes_nothing(test_class_demos: Path,
+                                                                    tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_cli("train", "--demos", str(test_class_demos), "--out", str(out), "--steps", "2",
+                   "--quiet")
+    one_line_error(done, "evaluation data", "'bca' (relabels test task 'abc')", "suite v2",
+                   "--allow-test-tasks")
+    assert not out.exists()
+
+
+def test_training_refuses_the_test_task_itself(tmp_path: Path) -> None:
+    demos = tmp_path / "demos"
+    done = run_cli("demos", "generate", "--out", str(demos), "--split", "test", "--tasks", "abc",
+                   "--per-task", "2", "--quiet")
+    assert done.returncode == 0, done.stderr
+    done = run_cli("train", "--demos", str(demos), "--out", str(tmp_path / "run"), "--quiet")
+    one_line_error(done, "'abc' (test task)")
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_refuses_demos_from_an_evaluation_stream(tiny_demos: Path,
+                                                          tmp_path: Path) -> None:
+    from imitate.data import format as fmt
+
+    copy = tmp_path / "demos"
+    shutil.copytree(tiny_demos, copy)
+    manifest = fmt.load_manifest(copy)
+    manifest["params"]["stream"] = "eval_demo"  # as 'generate --split test' wrote before 0.6
+    fmt.save_manifest(copy, manifest)
+    with pytest.raises(ValueError, match="evaluation seed stream 'eval_demo'"):
+        train(small_config(copy, tmp_path / "run", steps=1))
+    assert not (tmp_path / "run").exists()
+
+
+def test_allow_test_tasks_trains_and_the_checkpoint_records_it(test_class_demos: Path,
+                                                               tmp_path: Path) -> None:
+    from imitate.novelty import trained_classes
+
+    summary = train(small_config(test_class_demos, tmp_path / "run", steps=1,
+                                 allow_test_tasks=True))
+    saved = load_checkpoint(summary.checkpoint)
+    assert saved.training["allow_test_tasks"] is True
+    assert saved.training["config"]["allow_test_tasks"] is True
+    assert any("'bca'" in line for line in saved.training["evaluation_data"])
+    assert parse_task("abc").task_class in trained_classes(saved.training)
+
+
+def test_a_clean_dataset_is_recorded_as_clean(tiny_policy: Path) -> None:
+    saved = load_checkpoint(tiny_policy)
+    assert saved.training["allow_test_tasks"] is False
+    assert saved.training["evaluation_data"] == []
+
+
+def test_quickstart_evaluates_only_classes_it_never_trains_on() -> None:
+    from imitate.novelty import UNSEEN, novelty, tasks_in_test_classes
+    from imitate.quickstart import QUICKSTART_TASKS, QUICKSTART_TEST_TASKS
+
+    classes = frozenset(parse_task(layout).task_class for layout in QUICKSTART_TASKS)
+    assert [novelty(layout, classes) for layout in QUICKSTART_TEST_TASKS] == [UNSEEN] * 3
+    assert tasks_in_test_classes(QUICKSTART_TASKS, envs.load_suite()) == []  # trainable
