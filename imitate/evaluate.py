@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from envs.tasks import TaskClass
 from imitate.data.record import DemoJob, env_kwargs, record_demo
 from imitate.data.seeds import Stream, demo_seeds
-from imitate.novelty import UNKNOWN, novelty
+from imitate.novelty import UNKNOWN, novelty, trained_classes
 from imitate.options import require_positive_ints
 
 logger = logging.getLogger(__name__)
@@ -341,15 +341,16 @@ def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None
     ``on_episode(result, total)`` hears each finished episode (completion order).
     ``checkpoint_data``: the checkpoint's bytes, already read and validated by the caller (every
     worker then uses exactly them, even if the file is being rewritten). Without them the file is
-    read and validated here: ``CheckpointError`` (a ``ValueError``) for a missing or bad
-    checkpoint, before any work.
+    read here. Either way it is validated before any work (``CheckpointError``, a
+    ``ValueError``, for a missing or bad one), and its training tasks label each task seen or
+    unseen.
     """
     from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
 
     if checkpoint_data is None:
         checkpoint_data = read_checkpoint_bytes(config.checkpoint)
-        load_checkpoint(config.checkpoint, data=checkpoint_data)  # fail fast, clear message
-    jobs = episode_jobs(config)
+    saved = load_checkpoint(config.checkpoint, data=checkpoint_data)  # fail fast, clear message
+    jobs = episode_jobs(config, trained_classes(saved.training))
     order = {(job.layout, job.episode): i for i, job in enumerate(jobs)}
     results: list[EpisodeResult | None] = [None] * len(jobs)
     with episode_runner(checkpoint_data, min(config.workers, len(jobs))) as run:

@@ -290,3 +290,33 @@ def test_a_checkpoint_without_its_training_tasks_calls_nothing_unseen(tiny_polic
     results = evaluate(EvalConfig(checkpoint=bare, tasks=("ab c",), episodes_per_task=1,
                                   ensemble=2, expert=False))
     assert [r.novelty for r in results] == ["unknown"]
+
+
+def test_relabel_report_labels_a_report_written_before_0_6(report: Path, tiny_policy: Path,
+                                                           tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    old = tmp_path / "old"
+    old.mkdir()
+    data = json.loads((report / "report.json").read_text())
+    for episode in data["episodes"]:
+        del episode["novelty"]  # as 0.5 wrote it
+    del data["tasks"]
+    (old / "report.json").write_text(json.dumps(data))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "relabel_report.py"
+    done = subprocess.run([sys.executable, str(script), str(old), "--checkpoint",
+                           str(tiny_policy), "--files", "report.md", "report.json"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in old.iterdir()) == ["report.json", "report.md"]
+    relabelled = json.loads((old / "report.json").read_text())
+    assert [e["novelty"] for e in relabelled["episodes"]] == ["seen"] * 4
+    assert [e["success"] for e in relabelled["episodes"]] == [e["success"]
+                                                              for e in data["episodes"]]
+    assert "| seen | train | 1 |" in (old / "report.md").read_text()
+    data["checkpoint"]["step"] += 1  # a report of another step of the run
+    (old / "report.json").write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, str(script), str(old), "--checkpoint",
+                           str(tiny_policy)], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "evaluated step" in done.stderr

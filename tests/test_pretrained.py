@@ -10,6 +10,7 @@ from conftest import run_cli
 from test_eval import read_video
 
 from imitate.checkpoint import PRETRAINED_DIR, load_checkpoint, resolve_checkpoint
+from imitate.novelty import novelty, trained_classes
 
 #: The shipped file stays small enough to live in the repository and the wheel.
 MAX_BYTES = 8_000_000
@@ -33,6 +34,15 @@ def test_the_shipped_policy_is_small_self_described_and_reported() -> None:
         assert (PRETRAINED_DIR / f"eval-{split}" / "report.md").read_text().strip()
     # The training tasks it was evaluated on are the ones it was trained on.
     assert set(reports["train"]["config"]["tasks"]) <= set(tasks)
+    # Every shipped row says truly whether its task is unseen: only 'bad c' is; 'ecadb' and
+    # 'dceab' relabel the training tasks 'dbeac' and 'aebdc'.
+    classes = trained_classes(saved.training)
+    for report in reports.values():
+        assert all(e["novelty"] == novelty(e["task"], classes) for e in report["episodes"])
+    labels = {t["task"]: (t["novelty"], t["seen_as"]) for t in reports["test"]["tasks"]}
+    assert labels == {"bad c": ("unseen", []), "ecadb": ("seen", ["dbeac", "aebdc"]),
+                      "dceab": ("seen", ["dbeac", "aebdc"])}
+    assert {row["novelty"] for row in reports["train"]["by_stages"]} == {"seen"}
 
 
 def test_eval_and_render_accept_pretrained(tmp_path: Path) -> None:
