@@ -25,6 +25,7 @@ too, but expects the normalised form (lowercase towers).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
 from typing import NamedTuple, NoReturn
@@ -81,11 +82,18 @@ def task_classes(num_stages: int | None = None) -> tuple[TaskClass, ...]:
 
     Counts per stage count 1 to 9: 9, 15, 24, 36, 48, 49, 30, 9, 1 (reference/paper.md, "Tasks").
     """
+    found = _all_task_classes()
+    if num_stages is None:
+        return found
+    return tuple(c for c in found if c.num_stages == num_stages)
+
+
+@functools.cache
+def _all_task_classes() -> tuple[TaskClass, ...]:
+    """Every class of 2 to 10 blocks, by blocks, heights, single blocks (enumerated once)."""
     found = [TaskClass(heights, blocks - sum(heights))
              for blocks in range(MIN_BLOCKS, MAX_BLOCKS + 1)
              for heights in _tower_heights(blocks)]
-    if num_stages is not None:
-        found = [c for c in found if c.num_stages == num_stages]
     return tuple(sorted(found, key=lambda c: (c.num_blocks, c.heights, c.singles)))
 
 

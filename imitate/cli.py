@@ -55,7 +55,7 @@ def _print_seen_by(args: argparse.Namespace, suite: Any) -> None:
     the suite split's tasks)."""
     import envs
     from imitate.checkpoint import load_checkpoint
-    from imitate.novelty import SEEN, novelty, seen_as, trained_classes, training_tasks
+    from imitate.novelty import SEEN, novelty, seen_as, training_tasks
 
     saved = load_checkpoint(args.seen_by)
     trained = training_tasks(saved.training)
@@ -66,8 +66,8 @@ def _print_seen_by(args: argparse.Namespace, suite: Any) -> None:
         layouts = [envs.parse_task(text).layout for text in args.layouts]
     else:
         layouts = [task.layout for task in suite.split(args.split)]
-    classes = trained_classes(saved.training)
-    print(f"{args.seen_by}: trained on {len(trained)} tasks of {len(classes or ())} classes")
+    classes = frozenset(envs.parse_task(layout).task_class for layout in trained)
+    print(f"{args.seen_by}: trained on {len(trained)} tasks of {len(classes)} classes")
     print(f"{'layout':<22}  {'class':<9}  {'split':<5}  {'':<6}  training tasks of its class")
     for layout in layouts:
         label = novelty(layout, classes)

@@ -18,14 +18,15 @@ from typing import Any
 
 from envs.suite import SUITE_VERSION, SUITE_VERSIONS, Suite, load_suite
 from envs.tasks import TaskClass, parse_task
+from imitate.data.seeds import EVALUATION_STREAMS
 
 SEEN = "seen"
 UNSEEN = "unseen"
 UNKNOWN = "unknown"
 #: Labels in report order.
 NOVELTIES = (SEEN, UNSEEN, UNKNOWN)
-#: Dataset ``params.stream`` values that evaluation draws from (``imitate.data.seeds``).
-EVALUATION_STREAM_NAMES = frozenset({"eval_demo", "eval_episode"})
+#: Dataset ``params.stream`` values (stream names, lower case) that evaluation draws from.
+EVALUATION_STREAM_NAMES = frozenset(stream.name.lower() for stream in EVALUATION_STREAMS)
 
 
 def training_tasks(training: Mapping[str, Any]) -> tuple[str, ...] | None:
@@ -58,9 +59,9 @@ def seen_as(layout: str, tasks: Iterable[str]) -> list[str]:
     return [other for other in tasks if parse_task(other).task_class == wanted]
 
 
-def guard_suite(suite_version: int) -> Suite:
+def guard_suite(suite_version: Any) -> Suite:
     """The suite a dataset recorded with ``suite_version`` trains against (the current one for
-    datasets that record none, such as DAgger aggregates)."""
+    datasets that record none or an unknown one, such as DAgger aggregates)."""
     return load_suite(suite_version if suite_version in SUITE_VERSIONS else SUITE_VERSION)
 
 
@@ -87,8 +88,7 @@ def evaluation_data_problems(manifest: Mapping[str, Any], layouts: Iterable[str]
     if stream in EVALUATION_STREAM_NAMES:
         problems.append(f"its demos come from the evaluation seed stream {stream!r} (the demos "
                         "'imitate eval' conditions on)")
-    version = manifest.get("suite_version")
-    suite = guard_suite(version if isinstance(version, int) else SUITE_VERSION)
+    suite = guard_suite(manifest.get("suite_version"))
     tasks = tasks_in_test_classes(layouts, suite)
     if tasks:
         more = f" and {len(tasks) - 3} more" if len(tasks) > 3 else ""

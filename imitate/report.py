@@ -133,7 +133,7 @@ def stage_rows(results: Sequence[EpisodeResult]) -> list[StageRow]:
     return rows
 
 
-def task_table(results: Sequence[EpisodeResult], training_tasks: Sequence[str] | None
+def task_table(results: Sequence[EpisodeResult], trained: Sequence[str] | None
                ) -> list[dict[str, Any]]:
     """One entry per evaluated task: layout, split, stages, class, seen/unseen, the training
     tasks of its class (``seen_as``), episodes and successes."""
@@ -142,7 +142,7 @@ def task_table(results: Sequence[EpisodeResult], training_tasks: Sequence[str] |
         entry = entries.setdefault(result.task, {
             "task": result.task, "split": result.split, "stages": result.num_stages,
             "class": str(parse_task(result.task).task_class), "novelty": result.novelty,
-            "seen_as": seen_as(result.task, training_tasks) if training_tasks else [],
+            "seen_as": seen_as(result.task, trained) if trained else [],
             "episodes": 0, "successes": 0})
         entry["episodes"] += 1
         entry["successes"] += int(result.success)
