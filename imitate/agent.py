@@ -57,6 +57,10 @@ class OneShotAgent:
         generator = torch.Generator().manual_seed(seed)
         self.encoding = policy.ensemble_encoding(demo, copies, generator)  # E rows
         self._block_mask = torch.ones(1, k, dtype=torch.bool, device=self.device)
+        kept = self.encoding.frames  # (E, T~) into ``frames``, or None without dropout
+        conditioned = np.asarray(frames, dtype=np.int64)
+        #: (E, T~) int: the demo frame index of every frame each ensemble copy attends over.
+        self.demo_frames = conditioned[None] if kept is None else conditioned[kept.cpu().numpy()]
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.tensor(array, dtype=torch.float32, device=self.device)  # a copy

@@ -170,8 +170,12 @@ def _upgrade(model_config: dict, state: dict) -> tuple[dict, dict]:
 
     0.2 used the paper's additive temporal scoring (before ``temporal_scoring`` existed) and
     carried an unused ``temporal_context`` layer in each context step; 0.2 and 0.3 fed block
-    positions in metres (before ``position_scale`` existed)."""
+    positions in metres (before ``position_scale`` existed); up to 0.5 the context network had the
+    0.5 form and temporal dropout kept at least 1 frame (before ``context_form`` and
+    ``min_kept_frames`` existed)."""
     model_config.setdefault("position_scale", 1.0)
+    model_config.setdefault("context_form", "0.5")
+    model_config.setdefault("min_kept_frames", 1)
     if "temporal_scoring" in model_config:
         return model_config, state
     model_config["temporal_scoring"] = "additive"

@@ -150,10 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     from imitate.train_commands import add_train_commands
 
     add_train_commands(commands)
-    from imitate.eval_commands import add_eval_commands, add_render_command
+    from imitate.eval_commands import (
+        add_attention_command,
+        add_eval_commands,
+        add_render_command,
+    )
 
     add_eval_commands(commands)
     add_render_command(commands)
+    add_attention_command(commands)
 
     quick = commands.add_parser("quickstart", help="the whole pipeline on a small default",
                                 description="Record demos of a few 2- and 3-cube tasks, train "

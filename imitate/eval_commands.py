@@ -81,7 +81,47 @@ def add_render_command(commands: argparse._SubParsersAction) -> None:
                         help=f"render every K-th control step (default: {RENDER_EVERY})")
     parser.add_argument("--size", type=int, default=256, metavar="PX",
                         help="side of each view in pixels (default: 256)")
+    parser.add_argument("--attention", action="store_true",
+                        help="add a strip under the video: the fixed queries' weights over the "
+                        "blocks and the temporal attention over the demo's frames behind each "
+                        "action (see 'imitate attention')")
     parser.set_defaults(handler=_cmd_render)
+
+
+def add_attention_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``attention`` to the ``imitate`` sub-command set."""
+    parser = commands.add_parser(
+        "attention", help="heatmaps of what a policy attends to through an episode",
+        description="Runs episode --episode of 'imitate eval --seed S' for one task (the same "
+        "conditioning demo and start) and writes, in the paper's style (Figs. 8, 9, 13), PNG "
+        "heatmaps against the control step: the two fixed queries' weights over the blocks, "
+        "the temporal attention over the demo's frames (stage ends marked) at each LSTM step, "
+        "the stage reached, and the demonstration network's neighborhood attention; every "
+        "weight also goes to attention.npz.")
+    parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
+                        help="policy checkpoint, or 'pretrained' for the shipped policy")
+    parser.add_argument("--task", required=True, metavar="LAYOUT", help="e.g. 'ab cde'")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="folder for the figures (created)")
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="root seed, as in 'imitate eval --seed' (default: 0)")
+    parser.add_argument("--episode", type=int, default=0, metavar="I",
+                        help="episode index within the task (default: 0)")
+    parser.add_argument("--ensemble", type=int, default=10, metavar="E",
+                        help="demo subsamples averaged per action (default: 10)")
+    parser.set_defaults(handler=_cmd_attention)
+
+
+def _cmd_attention(args: argparse.Namespace) -> None:
+    from imitate.attention import attention_episode
+
+    result = attention_episode(args.checkpoint, args.task, args.out, seed=args.seed,
+                               episode=args.episode, ensemble=args.ensemble)
+    print(f"{args.task!r}, seed {args.seed}, episode {args.episode}: policy reached stage "
+          f"{result.stage}/{result.num_stages} in {result.steps} steps, outcome "
+          f"{result.outcome} ({result.seconds:.1f} s)")
+    for path in result.files:
+        print(f"  {path}")
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
@@ -89,7 +129,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
     result = render_episode(None if args.expert else args.checkpoint, args.task, args.out,
                             seed=args.seed, episode=args.episode, ensemble=args.ensemble,
-                            every=args.every, size=args.size)
+                            every=args.every, size=args.size, attention=args.attention)
     print(f"{result.path}: {result.frames} frames, {'expert' if args.expert else 'policy'} "
           f"reached stage {result.stage}/{result.num_stages}, outcome {result.outcome} "
           f"({result.seconds:.1f} s)")

@@ -6,17 +6,22 @@ of ``imitate.actions`` come out. The modules, in dependency order:
 
 1. weight-normalised ``Linear`` / causal dilated ``TemporalConv`` (appendix B.1: weight norm with
    data-dependent init on every dense and conv layer);
-2. ``temporal_dropout``: keep ``floor(0.05 T)`` demo frames, in order;
+2. ``temporal_dropout``: keep ``max(min_kept_frames, floor(keep_fraction T))`` demo frames, in
+   order (``PolicyConfig.keep_fraction``: our demos are far shorter than the paper's);
 3. ``SoftAttention`` (Bahdanau: ``w_i = v^T tanh(q + c_i)``, several heads);
 4. ``NeighborhoodAttention``: each block attends over all blocks of the same frame;
 5. ``DemonstrationNetwork``: kernel-1 embedding, 4 residual layers (dilations 1, 2, 4, 8) of
    ReLU -> neighborhood attention -> concat state -> dilated temporal conv -> ReLU -> residual add;
 6. ``ContextNetwork``: 4 untied LSTM steps per block, each reading the demo by temporal attention
-   (scaled dot-product scores by default, the paper's additive form as an option: see
-   ``PolicyConfig.temporal_scoring``) and the current blocks by spatial attention, then 2 learned
-   fixed queries over the current block positions: a context of ``2 + 6 H`` numbers;
+   (every block attends to the same demo frame: Module 2 of appendix B, ``ContextStep``) and the
+   current blocks by spatial attention over ``[x, temp]``, then 2 learned fixed queries over the
+   current block positions: a context of ``2 + 6 H`` numbers. The 0.5 form is kept as
+   ``PolicyConfig.context_form = "0.5"`` for the checkpoints it wrote;
 7. ``ManipulationNetwork``: MLP 256-256 to logits;
 8. ``OneShotPolicy``: the whole, with a cached demo embedding and ensemble inference.
+
+``record_attention()`` returns, for the passes run inside it, every attention's weights
+(``AttentionMaps``); outside it nothing is kept.
 
 Shapes: B batch, T demo frames, K block slots (10, padded; ``block_mask`` marks real ones), D width.
 Padded blocks and padded demo frames are masked out of every attention and pooling, so they have no
@@ -27,6 +32,7 @@ the order of the block slots (the paper checks all 24 orderings of abcd).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import math
 from collections.abc import Iterator
@@ -40,6 +46,9 @@ from imitate import actions
 
 CONDITIONING_MODES = ("full", "snapshot", "final")
 TEMPORAL_SCORINGS = ("dot", "additive")
+#: ``module2``: the paper's context network (appendix B, Module 2); ``0.5``: the form imitate 0.2
+#: to 0.5 trained (kept so that their checkpoints load and act as they did; see ``ContextStep``).
+CONTEXT_FORMS = ("module2", "0.5")
 ROBOT_DIM = 2  # gripper open/closed one-hot (paper: 2-d gripper state)
 XYZ_DIM = 3
 
@@ -60,18 +69,26 @@ class PolicyConfig:
     context_heads: int = 2
     #: Untied LSTM steps of the context network (paper: 4).
     context_steps: int = 4
-    #: How the context network's temporal attention scores the demo's (frame, block) slots:
-    #: ``"additive"`` is the paper's Bahdanau form ``v^T tanh(q + c)`` (section 4.1), which
-    #: costs a (K, T*K, H, D) tanh per LSTM step and per observation: 36 ms per control step at
-    #: 10 cubes and a 1000-frame demo, 339 ms with the 10-copy ensemble (benchmarks/policy.py).
-    #: ``"dot"`` (our default) scores ``q . c / sqrt(D)`` with the same query and key layers: a
-    #: matrix product, an order of magnitude faster, with the same inputs and outputs. The paper
-    #: does not say which form its temporal attention used beyond "soft attention".
+    #: The context network: ``"module2"`` (default) is appendix B's Module 2; ``"0.5"`` is the form
+    #: of imitate 0.2 to 0.5 (per-block temporal attention, spatial attention from the LSTM state
+    #: alone over ``[xyz, state]``), kept for the checkpoints it wrote. See ``ContextStep``.
+    context_form: str = "module2"
+    #: How the context network's temporal attention scores a demo slot: ``"additive"`` is the
+    #: paper's Bahdanau form ``v^T tanh(q + c)`` (section 4.1); ``"dot"`` (our default) scores
+    #: ``q . c / sqrt(D)`` with the same query and key layers, a matrix product. The paper does not
+    #: say which form its temporal attention used beyond "soft attention". In Module 2 the
+    #: additive form costs a (T, K, H, D) tanh per observation and LSTM step, a (K, T*K, H, D) one
+    #: in the 0.5 form (36 ms per control step at 10 cubes and a 1000-frame demo there).
     temporal_scoring: str = "dot"
     #: Hidden sizes of the manipulation MLP (paper: 256, 256).
     mlp_hidden: tuple[int, ...] = (256, 256)
-    #: Fraction of demo frames kept by temporal dropout while training (paper: p = 0.95 dropped).
+    #: Temporal dropout keeps ``max(min_kept_frames, floor(keep_fraction * T))`` of a demo's T
+    #: frames (all of them when T is smaller), in training and in the evaluation ensemble. The
+    #: paper drops p = 0.95 (keeps 0.05) of demos hundreds to thousands of steps long; ours run
+    #: 45 to 110 control steps per stage. Defaults chosen by measurement (README, "Temporal
+    #: dropout"); 0.5 checkpoints kept 0.05 with a minimum of 1.
     keep_fraction: float = 0.05
+    min_kept_frames: int = 1
     #: What the policy sees of the demonstration: all frames, the last frame of each stage, or
     #: the last frame only (paper, section 5.2).
     conditioning: str = "full"
@@ -93,6 +110,9 @@ class PolicyConfig:
         if self.temporal_scoring not in TEMPORAL_SCORINGS:
             raise ValueError(f"temporal_scoring must be one of {TEMPORAL_SCORINGS}, "
                              f"got {self.temporal_scoring!r}")
+        if self.context_form not in CONTEXT_FORMS:
+            raise ValueError(f"context_form must be one of {CONTEXT_FORMS}, "
+                             f"got {self.context_form!r}")
         if self.conditioning not in CONDITIONING_MODES:
             raise ValueError(f"conditioning must be one of {CONDITIONING_MODES}, "
                              f"got {self.conditioning!r}")
@@ -101,7 +121,7 @@ class PolicyConfig:
         if not 0.0 < self.keep_fraction <= 1.0:
             raise ValueError(f"keep_fraction must be in (0, 1], got {self.keep_fraction}")
         for name in ("max_blocks", "hidden", "attention_heads", "context_heads", "context_steps",
-                     "num_bins", "num_gripper_classes"):
+                     "num_bins", "num_gripper_classes", "min_kept_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
@@ -112,6 +132,52 @@ class PolicyConfig:
     def context_size(self) -> int:
         """Numbers in the context vector: robot state + 2 fixed queries x H heads x xyz."""
         return ROBOT_DIM + 2 * self.context_heads * XYZ_DIM
+
+
+# --- 0. attention maps, on request -------------------------------------------------------------
+@dataclass
+class AttentionMaps:
+    """Attention weights of the passes run inside ``record_attention`` (detached), in call order.
+
+    Shapes: N observation rows, B demos, T demo frames (after dropout), K block slots, H heads.
+
+    - ``neighborhood``: per demo-network layer, (B, T, K, H, K): block i's weights over the
+      blocks of the same demo frame;
+    - ``temporal``: per context step, (N, H, T): the weight of each demo frame (Module 2 gives all
+      blocks one distribution; for the 0.5 form, its per-block weights averaged over the real
+      blocks);
+    - ``spatial``: per context step, (N, K, H, K): block i's weights over the current blocks;
+    - ``fixed``: per pass, (N, 2, H, K): the two fixed queries' weights over the current blocks.
+    """
+
+    neighborhood: list[Tensor] = field(default_factory=list)
+    temporal: list[Tensor] = field(default_factory=list)
+    spatial: list[Tensor] = field(default_factory=list)
+    fixed: list[Tensor] = field(default_factory=list)
+
+    def clear(self) -> None:
+        for name in ("neighborhood", "temporal", "spatial", "fixed"):
+            getattr(self, name).clear()
+
+
+_RECORDING: AttentionMaps | None = None
+
+
+@contextlib.contextmanager
+def record_attention() -> Iterator[AttentionMaps]:
+    """Collect the attention weights of every policy pass run inside this context; outside it
+    the passes keep nothing (one ``is None`` test per attention)."""
+    global _RECORDING
+    outer, _RECORDING = _RECORDING, AttentionMaps()
+    try:
+        yield _RECORDING
+    finally:
+        _RECORDING = outer
+
+
+def _record(kind: str, weights: Tensor) -> None:
+    if _RECORDING is not None:
+        getattr(_RECORDING, kind).append(weights.detach())
 
 
 # --- 1. weight-normalised layers -------------------------------------------------------------
@@ -226,10 +292,19 @@ class TemporalConv(nn.Module, _WeightNormMixin):
 
 
 # --- 2. temporal dropout ---------------------------------------------------------------------
+def kept_frame_counts(lengths: Tensor, keep_fraction: float, min_kept_frames: int = 1) -> Tensor:
+    """Frames temporal dropout keeps of demos ``lengths`` (B,) frames long:
+    ``max(min_kept_frames, floor(keep_fraction * length))``, at most ``length``, at least 1."""
+    keep = (lengths.float() * keep_fraction).floor().long()
+    keep = torch.clamp(keep, min=max(min_kept_frames, 1))
+    return torch.minimum(keep, lengths.clamp(min=1))
+
+
 def temporal_dropout(
-    lengths: Tensor, keep_fraction: float, generator: torch.Generator | None = None
+    lengths: Tensor, keep_fraction: float, generator: torch.Generator | None = None,
+    min_kept_frames: int = 1,
 ) -> tuple[Tensor, Tensor]:
-    """Choose, per demo, ``max(1, floor(keep_fraction * length))`` frames at random, in order.
+    """Choose, per demo, ``kept_frame_counts`` frames at random, in order.
 
     Args:
         lengths: (B,) true frame counts of the (end-padded) demos.
@@ -237,8 +312,7 @@ def temporal_dropout(
         indices: (B, T~) frame indices, ascending within each row, end-padded with the last index.
         valid: (B, T~) bool, False on padding.
     """
-    keep = torch.clamp((lengths.float() * keep_fraction).floor().long(), min=1)
-    keep = torch.minimum(keep, lengths.clamp(min=1))
+    keep = kept_frame_counts(lengths, keep_fraction, min_kept_frames)
     width = int(keep.max())
     rows, masks = [], []
     for length, count in zip(lengths.tolist(), keep.tolist(), strict=True):
@@ -275,11 +349,19 @@ class SoftAttention(nn.Module):
         logits = logits.masked_fill(~mask.unsqueeze(-2).unsqueeze(-2), float("-inf"))
         return torch.softmax(logits, dim=-1)
 
-    def forward(self, query: Tensor, context: Tensor, memory: Tensor, mask: Tensor) -> Tensor:
-        """memory (..., M, E) -> read (..., Q, H * E)."""
+    @staticmethod
+    def read(weights: Tensor, memory: Tensor) -> Tensor:
+        """weights (..., Q, H, M), memory (..., M, E) -> read (..., Q, H * E)."""
+        return (weights @ memory.unsqueeze(-3)).flatten(-2)  # (..., Q, H, E) flattened
+
+    def forward(self, query: Tensor, context: Tensor, memory: Tensor, mask: Tensor,
+                record: str | None = None) -> Tensor:
+        """memory (..., M, E) -> read (..., Q, H * E); ``record`` names the ``AttentionMaps``
+        list that keeps the weights under ``record_attention``."""
         w = self.weights(query, context, mask)  # (..., Q, H, M)
-        read = w @ memory.unsqueeze(-3)  # (..., Q, H, E)
-        return read.flatten(-2)
+        if record is not None:
+            _record(record, w)
+        return self.read(w, memory)
 
 
 def dot_attention_weights(query: Tensor, keys_t: Tensor, bias: Tensor) -> Tensor:
@@ -312,11 +394,11 @@ class NeighborhoodAttention(nn.Module):
 
     def forward(self, h: Tensor, xyz: Tensor, robot: Tensor, block_mask: Tensor,
                 valid: Tensor | None = None) -> Tensor:
-        """h (N, K, D), xyz (N, K, 3), robot (N, K, 2), block_mask (N, K) -> (N, K, D)."""
-        q = self.query(h, valid).unflatten(-1, (self.heads, self.hidden))  # (N, K, H, D)
-        c = self.context(h, valid).unflatten(-1, (self.heads, self.hidden))  # (N, K, H, D)
-        memory = torch.cat([xyz, h], dim=-1)  # (N, K, 3 + D)
-        read = self.attend(q, c, memory, block_mask)  # (N, K, H * (3 + D))
+        """h (..., K, D), xyz (..., K, 3), robot (..., K, 2), block_mask (..., K) -> (..., K, D)."""
+        q = self.query(h, valid).unflatten(-1, (self.heads, self.hidden))  # (..., K, H, D)
+        c = self.context(h, valid).unflatten(-1, (self.heads, self.hidden))  # (..., K, H, D)
+        memory = torch.cat([xyz, h], dim=-1)  # (..., K, 3 + D)
+        read = self.attend(q, c, memory, block_mask, "neighborhood")  # (..., K, H * (3 + D))
         return self.out(torch.cat([h, read, xyz, robot], dim=-1), valid)
 
 
@@ -340,11 +422,8 @@ class ResidualLayer(nn.Module):
                 valid: Tensor) -> Tensor:
         """h (B, T, K, D), xyz (B, T, K, 3), robot (B, T, K, 2), block_mask (B, K),
         valid (B, T, K) real frame and block -> (B, T, K, D)."""
-        b, t, k, d = h.shape
-        mask = block_mask.unsqueeze(1).expand(b, t, k).reshape(b * t, k)
-        a = self.attention(F.relu(h).reshape(b * t, k, d), xyz.reshape(b * t, k, -1),
-                           robot.reshape(b * t, k, -1), mask, valid.reshape(b * t, k))
-        a = a.reshape(b, t, k, d)
+        mask = block_mask.unsqueeze(1).expand_as(valid)  # (B, T, K)
+        a = self.attention(F.relu(h), xyz, robot, mask, valid)  # (B, T, K, D)
         update = self.conv(torch.cat([a, xyz, robot], dim=-1), valid)
         return h + F.relu(update)
 
@@ -370,30 +449,72 @@ class DemonstrationNetwork(nn.Module):
 
 # --- 6. context network ----------------------------------------------------------------------
 class ContextStep(nn.Module):
-    """One untied LSTM step: temporal attention over the demo, spatial attention over the current
-    blocks, LSTM update of every block's state (paper section 4.3)."""
+    """One untied LSTM step of the context network (paper section 4.3, appendix B Module 2).
 
-    def __init__(self, config: PolicyConfig):
+    ``context_form = "module2"`` (the paper's), for every block i with LSTM output x_i (ReLU(x_i)
+    from the second step on; the LSTM's own recurrent state stays unrectified):
+
+    - temporal: ``q_i = Dense(x_i)``; the score of demo frame t is the sum over the real blocks j
+      of ``score(q_j, c_tj)`` (c: a per-step Dense of the demo embedding), then ONE softmax over
+      the frames, shared by all blocks ("every block attends to the same time step"); block i
+      reads its own demo embedding at those frames: ``temp_i`` (H D);
+    - spatial: ``ctx_i = Dense([x_i, temp_i])``, ``q_i = Dense([x_i, temp_i])``, memory
+      ``[xyz_j, temp_j]``: ``spatial_i`` (H (H D + 3));
+    - one LSTM step on ``[robot, xyz_i, spatial_i, temp_i]``.
+
+    ``context_form = "0.5"`` (imitate 0.2 to 0.5): block i's query scores every (frame, block)
+    slot of the demo with its own softmax, the weights of a frame's blocks are summed and read
+    block i's own embedding; spatial query and context come from the state alone over memory
+    ``[xyz_j, state_j]``; no ReLU. At the first step no demo information passed between blocks.
+    """
+
+    def __init__(self, config: PolicyConfig, first: bool):
         super().__init__()
         d, heads, wn = config.hidden, config.context_heads, config.weight_norm
         self.heads, self.hidden = heads, d
+        self.module2 = config.context_form == "module2"
+        self.rectify = self.module2 and not first
         self.temporal_query = Linear(d, heads * d, wn)
         self.temporal = SoftAttention(d, heads) if config.temporal_scoring == "additive" else None
-        self.spatial_query = Linear(d, heads * d, wn)
-        self.spatial_context = Linear(d, heads * d, wn)
+        spatial_in = d + heads * d if self.module2 else d  # [x, temp] or the state
+        memory = XYZ_DIM + (heads * d if self.module2 else d)  # [xyz, temp] or [xyz, state]
+        self.spatial_query = Linear(spatial_in, heads * d, wn)
+        self.spatial_context = Linear(spatial_in, heads * d, wn)
         self.spatial = SoftAttention(d, heads)
-        lstm_input = ROBOT_DIM + XYZ_DIM + heads * (XYZ_DIM + d) + heads * d
+        lstm_input = ROBOT_DIM + XYZ_DIM + heads * memory + heads * d
         self.cell = nn.LSTMCell(lstm_input, d)
 
-    def read_demo(self, state: Tensor, demo: DemoEncoding, keys: Tensor) -> Tensor:
-        """Temporal attention: block i's query scores every (frame, block) of the demo; the weights
-        of a frame's blocks are summed into one weight per frame, which then reads block i's own
-        demo embedding at that frame (our reading of section 4.3).
+    def read_demo(self, x: Tensor, block_mask: Tensor, demo: DemoEncoding, keys: Tensor
+                  ) -> Tensor:
+        """Module 2's temporal attention: one distribution over demo frames for all blocks.
 
-        state (N, K, D) with N = B * P (``demo.pairs`` observations per demo, demo-major), keys:
-        this step's ``DemoEncoding.keys`` entry -> (N, K, H * D). The P observations of a demo
-        are scored together against its keys: the demo is never copied P times.
+        x (N, K, D) with N = B * P (``demo.pairs`` observations per demo, demo-major),
+        block_mask (N, K), keys: this step's ``DemoEncoding.keys`` entry -> temp (N, K, H * D).
+        The P observations of a demo are scored together against its keys (never copied).
         """
+        n, k, d = x.shape
+        b, p, t, heads = demo.own.shape[0], demo.pairs, demo.own.shape[2], self.heads
+        q = self.temporal_query(x).unflatten(-1, (heads, d))  # (N, K, H, D)
+        real = block_mask.reshape(b, p, k)  # (B, P, K)
+        if self.temporal is None:
+            q = (q * block_mask[..., None, None]).reshape(b, p, k, heads, d)  # padding scores 0
+            q = q.permute(0, 3, 1, 2, 4).reshape(b, heads, p, k * d)  # (B, H, P, K*D)
+            scores = (q @ keys).transpose(1, 2) / math.sqrt(d)  # (B, P, H, T)
+        else:
+            q = q.reshape(b, p, 1, k, heads, d)
+            slot = (torch.tanh(q + keys.unsqueeze(1)) * self.temporal.v).sum(-1)  # (B,P,T,K,H)
+            scores = (slot * real[:, :, None, :, None]).sum(3).transpose(2, 3)  # (B, P, H, T)
+        weights = torch.softmax(scores + demo.frame_bias[:, None, None, :], -1)  # (B, P, H, T)
+        _record("temporal", weights.reshape(n, heads, t))
+        read = weights.reshape(b, 1, p * heads, t) @ demo.own  # (B, K, P*H, D)
+        read = read.unflatten(2, (p, heads)).permute(0, 2, 1, 3, 4)  # (B, P, K, H, D)
+        return read.reshape(n, k, heads * d)
+
+    def read_demo_v05(self, state: Tensor, block_mask: Tensor, demo: DemoEncoding,
+                      keys: Tensor) -> Tensor:
+        """The 0.5 form's temporal attention: block i's query scores every (frame, block) slot
+        of the demo, and the weights of a frame's blocks are summed into one weight per frame
+        that reads block i's own demo embedding. Shapes as ``read_demo``."""
         n, k, d = state.shape
         b, p, t = demo.own.shape[0], demo.pairs, demo.own.shape[2]
         q = self.temporal_query(state).unflatten(-1, (self.heads, d))  # (N, K, H, D)
@@ -405,34 +526,47 @@ class ContextStep(nn.Module):
         else:
             w = self.temporal.weights(q, keys, demo.valid.flatten(1))  # (B, P*K, H, T*K')
             per_frame = w.unflatten(-1, (t, -1)).sum(-1).unflatten(1, (p, k))  # (B, P, K, H, T)
+        if _RECORDING is not None:  # one map per observation: the mean over its real blocks
+            real = block_mask.reshape(b, p, k, 1, 1).float()
+            mean = (per_frame * real).sum(2) / real.sum(2).clamp(min=1)  # (B, P, H, T)
+            _record("temporal", mean.reshape(n, self.heads, t))
         read = per_frame @ demo.own.unsqueeze(1)  # (B, P, K, H, D)
         return read.reshape(n, k, self.heads * d)
 
     def forward(self, state: Tensor, cell: Tensor, xyz: Tensor, robot: Tensor,
                 block_mask: Tensor, demo: DemoEncoding, keys: Tensor) -> tuple[Tensor, Tensor]:
-        """state, cell (B, K, D); xyz (B, K, 3); robot (B, K, 2) -> new (state, cell)."""
-        b, k, d = state.shape
-        temporal = self.read_demo(state, demo, keys)
-        q = self.spatial_query(state).unflatten(-1, (self.heads, d))  # (B, K, H, D)
-        c = self.spatial_context(state).unflatten(-1, (self.heads, d))
-        spatial = self.spatial(q, c, torch.cat([xyz, state], -1), block_mask)  # (B, K, H*(3+D))
+        """state, cell (N, K, D); xyz (N, K, 3); robot (N, K, 2) -> new (state, cell)."""
+        n, k, d = state.shape
+        x = F.relu(state) if self.rectify else state
+        if self.module2:
+            temporal = self.read_demo(x, block_mask, demo, keys)  # (N, K, H*D)
+            attend_from = torch.cat([x, temporal], -1)  # (N, K, D + H*D)
+            memory = torch.cat([xyz, temporal], -1)  # (N, K, 3 + H*D)
+        else:
+            temporal = self.read_demo_v05(x, block_mask, demo, keys)
+            attend_from, memory = x, torch.cat([xyz, x], -1)
+        q = self.spatial_query(attend_from).unflatten(-1, (self.heads, d))  # (N, K, H, D)
+        c = self.spatial_context(attend_from).unflatten(-1, (self.heads, d))
+        spatial = self.spatial(q, c, memory, block_mask, "spatial")  # (N, K, H * memory)
         inputs = torch.cat([robot, xyz, spatial, temporal], dim=-1)
-        h, c_new = self.cell(inputs.reshape(b * k, -1), (state.reshape(b * k, d),
-                                                          cell.reshape(b * k, d)))
-        return h.reshape(b, k, d), c_new.reshape(b, k, d)
+        h, c_new = self.cell(inputs.reshape(n * k, -1), (state.reshape(n * k, d),
+                                                          cell.reshape(n * k, d)))
+        return h.reshape(n, k, d), c_new.reshape(n, k, d)
 
 
 class ContextNetwork(nn.Module):
-    """Demo embedding + current observation -> context vector (B, 2 + 6 H)."""
+    """Demo embedding + current observation -> context vector (N, 2 + 6 H)."""
 
     def __init__(self, config: PolicyConfig):
         super().__init__()
         d, heads, wn = config.hidden, config.context_heads, config.weight_norm
         self.heads, self.hidden = heads, d
+        self.module2 = config.context_form == "module2"
         self.embed = Linear(XYZ_DIM + ROBOT_DIM, d, wn)
         self.demo_keys = nn.ModuleList(Linear(d, heads * d, wn)
                                        for _ in range(config.context_steps))
-        self.steps = nn.ModuleList(ContextStep(config) for _ in range(config.context_steps))
+        self.steps = nn.ModuleList(ContextStep(config, first=i == 0)
+                                   for i in range(config.context_steps))
         # Two learned fixed queries (intended: the source and the target block of the stage).
         self.fixed_queries = nn.Parameter(torch.randn(2, heads, d) / math.sqrt(d))
         self.final_context = Linear(d, heads * d, wn)
@@ -441,26 +575,34 @@ class ContextNetwork(nn.Module):
 
     def keys(self, demo: Tensor) -> list[Tensor]:
         """Per-step temporal attention keys of a demo embedding (B, T, K, D), laid out for the
-        scoring: (B, H, D, T*K) for ``dot``, (B, T*K, H, D) for ``additive``."""
+        scoring. Module 2: (B, H, K*D, T) for ``dot``, (B, T, K, H, D) for ``additive``; the 0.5
+        form: (B, H, D, T*K) for ``dot``, (B, T*K, H, D) for ``additive``."""
         b, t, k, d = demo.shape
         keys = []
         for layer in self.demo_keys:
-            key = layer(demo).reshape(b, t * k, self.heads, d)  # (B, T*K, H, D)
-            keys.append(key.permute(0, 2, 3, 1).contiguous() if self.dot else key)
+            key = layer(demo).reshape(b, t, k, self.heads, d)  # (B, T, K, H, D)
+            if self.module2:
+                key = key.permute(0, 3, 2, 4, 1).reshape(b, self.heads, k * d, t) if self.dot \
+                    else key
+            else:
+                key = key.reshape(b, t * k, self.heads, d)
+                key = key.permute(0, 2, 3, 1) if self.dot else key
+            keys.append(key.contiguous())
         return keys
 
     def forward(self, blocks: Tensor, gripper: Tensor, block_mask: Tensor,
                 demo: DemoEncoding) -> Tensor:
-        """blocks (B, K, 3), gripper (B, 2), block_mask (B, K) -> context (B, 2 + 6H)."""
-        robot = gripper.unsqueeze(1).expand(-1, blocks.shape[1], -1)  # (B, K, 2)
-        state = self.embed(torch.cat([blocks, robot], -1))  # (B, K, D)
+        """blocks (N, K, 3), gripper (N, 2), block_mask (N, K) -> context (N, 2 + 6H)."""
+        robot = gripper.unsqueeze(1).expand(-1, blocks.shape[1], -1)  # (N, K, 2)
+        state = self.embed(torch.cat([blocks, robot], -1))  # (N, K, D)
         cell = torch.zeros_like(state)
         for step, keys in zip(self.steps, demo.keys, strict=True):
             state, cell = step(state, cell, blocks, robot, block_mask, demo, keys)
-        c = self.final_context(state).unflatten(-1, (self.heads, self.hidden))  # (B, K, H, D)
-        q = self.fixed_queries.expand(blocks.shape[0], -1, -1, -1)  # (B, 2, H, D)
-        read = self.final(q, c, blocks, block_mask)  # (B, 2, H * 3)
-        return torch.cat([gripper, read.flatten(1)], dim=-1)  # (B, 2 + 6H)
+        x = F.relu(state) if self.module2 else state
+        c = self.final_context(x).unflatten(-1, (self.heads, self.hidden))  # (N, K, H, D)
+        q = self.fixed_queries.expand(blocks.shape[0], -1, -1, -1)  # (N, 2, H, D)
+        read = self.final(q, c, blocks, block_mask, "fixed")  # (N, 2, H * 3)
+        return torch.cat([gripper, read.flatten(1)], dim=-1)  # (N, 2 + 6H)
 
 
 # --- 7. manipulation network -----------------------------------------------------------------
@@ -490,15 +632,19 @@ class DemoEncoding:
 
     own (B, K, T, D): each block's embedding over time; keys: per context step (see
     ``ContextNetwork.keys``); valid (B, T, K): real (frame, block) slots; bias (B, T*K): 0 on
-    real slots, -inf on padding; ``pairs`` observations read each demo.
+    real slots, -inf on padding; frame_bias (B, T): 0 on real frames, -inf on padding;
+    ``pairs`` observations read each demo; frames (B, T) or None: the index in the demo as given
+    to ``subsample`` of each frame (for attention maps).
     """
 
     own: Tensor
     keys: list[Tensor]
     valid: Tensor
     bias: Tensor
+    frame_bias: Tensor
     #: Observations conditioned on each demo row (consecutive rows of the observation batch).
     pairs: int = 1
+    frames: Tensor | None = None
 
     @property
     def copies(self) -> int:
@@ -507,7 +653,7 @@ class DemoEncoding:
 
     def repeat(self, copies: int) -> DemoEncoding:
         """The same encoding for ``copies`` consecutive observations per demo (nothing copied)."""
-        return DemoEncoding(self.own, self.keys, self.valid, self.bias, self.pairs * copies)
+        return dataclasses.replace(self, pairs=self.pairs * copies)
 
 
 @dataclass
@@ -515,13 +661,15 @@ class Demo:
     """A batch of demonstrations, end-padded in time.
 
     blocks (B, T, K, 3) float, gripper (B, T, 2) float, block_mask (B, K) bool,
-    frame_mask (B, T) bool (True on real frames).
+    frame_mask (B, T) bool (True on real frames); frames (B, T) long or None: after ``select``,
+    each frame's index in the demo it was selected from.
     """
 
     blocks: Tensor
     gripper: Tensor
     block_mask: Tensor
     frame_mask: Tensor
+    frames: Tensor | None = None
 
     @property
     def lengths(self) -> Tensor:
@@ -530,7 +678,7 @@ class Demo:
     def select(self, indices: Tensor, valid: Tensor) -> Demo:
         """Frames ``indices`` (B, T~) of each demo; ``valid`` (B, T~) marks real ones."""
         return Demo(gather_frames(self.blocks, indices), gather_frames(self.gripper, indices),
-                    self.block_mask, valid & gather_frames(self.frame_mask, indices))
+                    self.block_mask, valid & gather_frames(self.frame_mask, indices), indices)
 
 
 class OneShotPolicy(nn.Module):
@@ -547,7 +695,8 @@ class OneShotPolicy(nn.Module):
         """Temporal dropout for ``full`` conditioning; other modes use the demo as given."""
         if self.config.conditioning != "full" or self.config.keep_fraction >= 1.0:
             return demo
-        indices, valid = temporal_dropout(demo.lengths, self.config.keep_fraction, generator)
+        indices, valid = temporal_dropout(demo.lengths, self.config.keep_fraction, generator,
+                                          self.config.min_kept_frames)
         return demo.select(indices.to(demo.blocks.device), valid.to(demo.blocks.device))
 
     def encode(self, demo: Demo) -> DemoEncoding:
@@ -556,8 +705,11 @@ class OneShotPolicy(nn.Module):
         embedding = self.demo_net(blocks, demo.gripper, demo.block_mask, demo.frame_mask)
         valid = demo.frame_mask.unsqueeze(2) & demo.block_mask.unsqueeze(1)  # (B, T, K)
         bias = torch.zeros(valid.shape, device=valid.device).masked_fill(~valid, float("-inf"))
+        frame_bias = torch.zeros(demo.frame_mask.shape, device=valid.device).masked_fill(
+            ~demo.frame_mask, float("-inf"))  # (B, T)
         own = embedding.transpose(1, 2).contiguous()  # (B, K, T, D)
-        return DemoEncoding(own, self.context_net.keys(embedding), valid, bias.flatten(1))
+        return DemoEncoding(own, self.context_net.keys(embedding), valid, bias.flatten(1),
+                            frame_bias, frames=demo.frames)
 
     def decide(self, encoding: DemoEncoding, blocks: Tensor, gripper: Tensor,
                block_mask: Tensor) -> Tensor:

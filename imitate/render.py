@@ -25,10 +25,20 @@ class RenderResult:
     seconds: float
 
 
+def check_episode_options(*, seed: int, episode: int, ensemble: int) -> None:
+    """``ValueError`` unless the options naming an evaluation episode are valid."""
+    if episode < 0 or seed < 0:
+        raise ValueError("--seed and --episode must be >= 0")
+    if ensemble < 1:
+        raise ValueError(f"--ensemble must be at least 1, got {ensemble}")
+
+
 def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int = 0,
                    episode: int = 0, ensemble: int = 10, every: int = RENDER_EVERY,
-                   size: int = 256) -> RenderResult:
-    """Render the episode and write ``out`` (mp4); ``checkpoint`` None renders the expert."""
+                   size: int = 256, attention: bool = False) -> RenderResult:
+    """Render the episode and write ``out`` (mp4); ``checkpoint`` None renders the expert.
+    ``attention`` adds under each frame the policy's attention behind that step's action
+    (``imitate.attention.attention_strip``)."""
     import time
 
     import gymnasium
@@ -43,10 +53,9 @@ def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int =
 
     if every < 1:
         raise ValueError(f"--every must be at least 1, got {every}")
-    if episode < 0 or seed < 0:
-        raise ValueError("--seed and --episode must be >= 0")
-    if ensemble < 1:
-        raise ValueError(f"--ensemble must be at least 1, got {ensemble}")
+    check_episode_options(seed=seed, episode=episode, ensemble=ensemble)
+    if attention and checkpoint is None:
+        raise ValueError("--attention needs a policy (--checkpoint): the expert has no attention")
     if size < 64 or size % 8:
         raise ValueError(f"--size must be a multiple of 8 and at least 64 px (H.264 blocks), "
                          f"got {size}")
@@ -63,9 +72,16 @@ def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int =
                                         demo_views, every).demo
         seeds = demo_seeds(seed, Stream.EVAL_EPISODE, layout, episode)
         rollout = FrameRecorder(every=every)
+        trace = None
         if policy is None:
             info = run_expert(env, expert, layout, seeds.env_seed, rollout)
             role = "expert"
+        elif attention:
+            from imitate.attention import trace_policy
+
+            trace, info = trace_policy(policy, demo, layout, seed=seed, episode=episode,
+                                       ensemble=ensemble, env=env, on_step=rollout)
+            role = "policy"
         else:
             def make_agent() -> Any:
                 return agent_for_demo(policy, demo, ensemble=ensemble, seed=seeds.noise_seed)
@@ -76,7 +92,24 @@ def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int =
         env.close()
     frames = compose(layout, int(info["num_stages"]), [("demo", demo_views[-1]),
                                                         (role, rollout)])
+    if trace is not None:
+        frames = _with_attention(frames, rollout, trace)
     path = write_mp4(Path(out), frames)
     return RenderResult(path=path, frames=len(frames), outcome=str(rollout.outcome),
                         stage=int(info["stage"]), num_stages=int(info["num_stages"]),
                         seconds=time.perf_counter() - start)
+
+
+def _with_attention(frames: list[Any], rollout: FrameRecorder, trace: Any) -> list[Any]:
+    """Each composed frame with the attention strip of the rollout step it shows underneath
+    (frames past the rollout's end, and the held end, show its last step)."""
+    import numpy as np
+
+    from imitate.attention import attention_strip
+
+    width = frames[0].shape[1]
+    out = []
+    for index, frame in enumerate(frames):
+        shown = rollout.frames[min(index, len(rollout.frames) - 1)]
+        out.append(np.concatenate([frame, attention_strip(trace, shown.step, width)], axis=0))
+    return out

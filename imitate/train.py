@@ -11,7 +11,7 @@ A run folder holds:
 |---|---|
 | ``policy.pt`` | the latest checkpoint (``imitate.checkpoint``), with optimiser and RNG state |
 | ``config.json`` | the ``TrainConfig`` of the run (a resumed run must match it) |
-| ``metrics.jsonl`` | one JSON object per logged step: loss, accuracies, samples/s |
+| ``metrics.jsonl`` | one JSON object per logged step: loss, accuracies, samples/s, training CPU s |
 
 Checkpoints are written atomically every ``checkpoint_every`` steps and at the end; ``resume``
 continues from the last one bit for bit (same batches, same weights as an uninterrupted run).
@@ -46,6 +46,7 @@ from imitate.data import (
 from imitate.data.format import atomic_write_bytes, remove_temporaries
 from imitate.model import (
     CONDITIONING_MODES,
+    CONTEXT_FORMS,
     TEMPORAL_SCORINGS,
     Demo,
     OneShotPolicy,
@@ -64,6 +65,7 @@ ALGORITHMS = ("bc", "dagger")
 DEVICES = ("auto", "cpu", "cuda")
 #: Fields that may differ between a run and its resumption (they do not change what is learnt).
 RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet")
+_POLICY_DEFAULTS = PolicyConfig()
 
 
 @dataclass
@@ -87,6 +89,11 @@ class TrainConfig:
         hidden: width D of the network (paper: 64).
         temporal_scoring: ``dot`` or ``additive`` (paper) scores in the context network's temporal
             attention (``PolicyConfig.temporal_scoring``).
+        context_form: ``module2`` (the paper's context network) or ``0.5`` (imitate 0.5's form,
+            ``PolicyConfig.context_form``).
+        keep_fraction, min_kept_frames: the temporal dropout rule of ``full`` conditioning: keep
+            ``max(min_kept_frames, floor(keep_fraction * T))`` of a demo's T frames; stored in the
+            checkpoint and used by the evaluation ensemble.
         allow_test_tasks: train on a dataset that holds test-class tasks of its suite or demos
             from an evaluation seed stream (refused otherwise; the checkpoint records it).
         holdout_every: every N-th demo of each task is held out for validation (0: none).
@@ -111,6 +118,9 @@ class TrainConfig:
     pairs_per_task: int = 32
     hidden: int = 64
     temporal_scoring: str = "dot"
+    context_form: str = _POLICY_DEFAULTS.context_form
+    keep_fraction: float = _POLICY_DEFAULTS.keep_fraction
+    min_kept_frames: int = _POLICY_DEFAULTS.min_kept_frames
     allow_test_tasks: bool = False
     holdout_every: int = 20
     checkpoint_every: int = 250
@@ -137,7 +147,12 @@ class TrainConfig:
         if self.device not in DEVICES:
             raise ValueError(f"unknown --device {self.device!r}; choose {', '.join(DEVICES)}")
         require_positive_ints(self, ("steps", "tasks_per_batch", "pairs_per_task", "hidden",
-                                     "checkpoint_every", "log_every"))
+                                     "checkpoint_every", "log_every", "min_kept_frames"))
+        if self.context_form not in CONTEXT_FORMS:
+            raise ValueError(f"unknown --context-form {self.context_form!r}; choose "
+                             f"{', '.join(CONTEXT_FORMS)}")
+        if not (math.isfinite(self.keep_fraction) and 0.0 < self.keep_fraction <= 1.0):
+            raise ValueError(f"--keep-fraction must be in (0, 1], got {self.keep_fraction}")
         if self.holdout_every < 0 or self.holdout_every == 1:
             raise ValueError("--holdout-every must be 0 (no validation) or at least 2, "
                              f"got {self.holdout_every}")
@@ -148,6 +163,13 @@ class TrainConfig:
         if self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
         self.dagger()  # validates the DAgger settings
+
+    def policy_config(self) -> PolicyConfig:
+        """The network this run trains."""
+        return PolicyConfig(hidden=self.hidden, conditioning=self.conditioning,
+                            temporal_scoring=self.temporal_scoring,
+                            context_form=self.context_form, keep_fraction=self.keep_fraction,
+                            min_kept_frames=self.min_kept_frames)
 
     def dagger(self) -> DaggerConfig:
         """The DAgger settings of this run."""
@@ -287,6 +309,16 @@ class MetricsLog:
             self._board.close()
 
 
+def _resumed_cpu_seconds(folder: Path, step: int) -> float:
+    """Training CPU seconds logged at the last metrics row up to ``step`` (0 if none)."""
+    path = folder / METRICS_NAME
+    if not path.exists():
+        return 0.0
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and (_row_step(line) or 0) <= step]
+    return float(rows[-1].get("cpu_s", 0.0)) if rows else 0.0
+
+
 def _row_step(line: str) -> int | None:
     try:
         return int(json.loads(line)["step"])
@@ -386,8 +418,7 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
     validation = _validation_sampler(dataset, config, val_rng, train_positions, val_positions)
 
     torch.manual_seed(config.seed)
-    policy = OneShotPolicy(PolicyConfig(hidden=config.hidden, conditioning=config.conditioning,
-                                        temporal_scoring=config.temporal_scoring))
+    policy = OneShotPolicy(config.policy_config())
     policy.to(device)
     optimizer = torch.optim.Adamax(policy.parameters(), lr=config.lr)
     step = 0
@@ -425,6 +456,9 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
     rounds: list[DemoDataset | None] = []
     started = time.perf_counter()
     collecting = 0.0  # seconds spent collecting DAgger rounds (not counted in samples/s)
+    # CPU seconds (all threads) of batch assembly and optimisation steps since the run began,
+    # without validation, checkpoints or DAgger collection: runs compare at equal CPU time.
+    train_cpu = _resumed_cpu_seconds(config.out, step) if resuming else 0.0
     try:
         policy.train()
         while step < config.steps:
@@ -436,10 +470,12 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                 training_record["dagger_rounds"] = len(rounds)
                 collecting += time.perf_counter() - round_start
                 continue
+            step_start = time.process_time()
             batch = to_tensors(sampler.sample(), config.conditioning, device)
             if step == 0 and not resuming:
                 _initialise(policy, batch, generator)
             loss, logits = _step(policy, optimizer, batch, generator)
+            train_cpu += time.process_time() - step_start
             step += 1
             samples += len(batch.labels)
             rate = samples / max(time.perf_counter() - started - collecting, 1e-9)
@@ -447,6 +483,7 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                 on_progress(Progress(step, config.steps, loss, rate))
             if step % config.log_every == 0 or step == config.steps:
                 last = {"step": step, "loss": loss, "samples_per_s": rate,
+                        "cpu_s": train_cpu,
                         **{f"train_{k}": v for k, v in
                            accuracies(policy, logits, batch.labels).items()}}
                 if validation is not None:
@@ -567,9 +604,12 @@ def _restore(config: TrainConfig, policy: OneShotPolicy, optimizer: torch.optim.
     saved = load_checkpoint(path, device=device)
     if saved.optimizer_state is None or saved.rng_state is None:
         raise CheckpointError(f"{path} holds no optimiser or RNG state; it cannot be resumed")
-    if saved.policy.config.to_dict() != policy.config.to_dict():
-        raise CheckpointError(f"{path} holds a different network than --hidden/--conditioning "
-                              "ask for")
+    theirs, mine = saved.policy.config.to_dict(), policy.config.to_dict()
+    differ = [key for key in mine if theirs.get(key) != mine[key]]
+    if differ:
+        raise CheckpointError(f"{path} holds a different network ({differ[0]} = "
+                              f"{theirs.get(differ[0])!r}, not {mine[differ[0]]!r}); resume with "
+                              "the run's parameters or choose another --out")
     policy.load_state_dict(saved.policy.state_dict())
     optimizer.load_state_dict(saved.optimizer_state)
     sampler_rng.bit_generator.state = saved.rng_state["sampler"]

@@ -16,7 +16,7 @@ _DEFAULTS = TrainConfig(demos=Path("."), out=Path("."))
 
 def add_train_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``train`` to the ``imitate`` sub-command set."""
-    from imitate.model import CONDITIONING_MODES, TEMPORAL_SCORINGS
+    from imitate.model import CONDITIONING_MODES, CONTEXT_FORMS, TEMPORAL_SCORINGS
 
     parser = commands.add_parser(
         "train", help="train a one-shot policy on a demo dataset",
@@ -38,8 +38,11 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--temporal-scoring", choices=TEMPORAL_SCORINGS,
                         default=_DEFAULTS.temporal_scoring,
                         help="scores of the context network's temporal attention: scaled dot "
-                        "product, or the paper's additive (Bahdanau) form, about 10x slower at "
-                        f"10 cubes (default: {_DEFAULTS.temporal_scoring})")
+                        "product, or the paper's additive (Bahdanau) form, several times slower "
+                        f"(default: {_DEFAULTS.temporal_scoring})")
+    parser.add_argument("--context-form", choices=CONTEXT_FORMS, default=_DEFAULTS.context_form,
+                        help="context network: the paper's Module 2, or the form imitate 0.5 "
+                        f"trained (default: {_DEFAULTS.context_form})")
     parser.add_argument("--device", choices=DEVICES, default=_DEFAULTS.device,
                         help=f"where to train (default: {_DEFAULTS.device}: CUDA when available)")
     parser.add_argument("--resume", action="store_true",
@@ -56,6 +59,10 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
         ("tasks_per_batch", int, "B", "tasks (one conditioning demo each) per step"),
         ("pairs_per_task", int, "P", "(observation, label) pairs per task per step"),
         ("hidden", int, "D", "network width"),
+        ("keep_fraction", float, "F", "temporal dropout (full conditioning): share of demo "
+         "frames kept"),
+        ("min_kept_frames", int, "N", "temporal dropout: frames kept at least (all of a "
+         "shorter demo)"),
         ("holdout_every", int, "N", "hold out every N-th demo of each task for validation "
          "(0: none)"),
         ("checkpoint_every", int, "N", "steps between checkpoints"),
@@ -86,6 +93,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         steps=args.steps, device=args.device, resume=args.resume, seed=args.seed, lr=args.lr,
         tasks_per_batch=args.tasks_per_batch, pairs_per_task=args.pairs_per_task,
         hidden=args.hidden, temporal_scoring=args.temporal_scoring,
+        context_form=args.context_form, keep_fraction=args.keep_fraction,
+        min_kept_frames=args.min_kept_frames,
         allow_test_tasks=args.allow_test_tasks, holdout_every=args.holdout_every,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, threads=args.threads,
         quiet=args.quiet, dagger_rounds=args.dagger_rounds, dagger_rollouts=args.dagger_rollouts,

@@ -31,11 +31,13 @@ HOLD_END = VIDEO_FPS
 
 @dataclass
 class Frame:
-    """One rendered view: (H, W, 3) uint8 image, stages complete, and whether it is the end."""
+    """One rendered view: (H, W, 3) uint8 image, stages complete, whether it is the end, and the
+    control steps done when it was rendered."""
 
     image: np.ndarray
     stage: int
     done: bool
+    step: int = 0
 
 
 @dataclass
@@ -49,14 +51,15 @@ class FrameRecorder:
 
     def __call__(self, env: Any, info: dict[str, Any], done: bool) -> None:
         if self._count % self.every == 0 or done:
-            self.frames.append(Frame(env.render(), int(info["stage"]), done))
+            self.frames.append(Frame(env.render(), int(info["stage"]), done, self._count))
         self._count += 1
         if done:
             self.outcome = "success" if info.get("is_success") else str(info.get("failure"))
 
 
 @functools.lru_cache(maxsize=4)
-def _font(size: int) -> Any:
+def font(size: int) -> Any:
+    """Pillow's default font at ``size`` px (the bitmap font where FreeType is missing)."""
     from PIL import ImageFont
 
     try:
@@ -72,9 +75,9 @@ def _header(width: int, texts: Sequence[tuple[int, int, str, tuple[int, int, int
 
     strip = Image.new("RGB", (width, HEADER), (24, 24, 24))
     draw = ImageDraw.Draw(strip)
-    font = _font(12)
+    text_font = font(12)
     for x, y, text, colour in texts:
-        draw.text((x + 6, y), text, fill=colour, font=font)
+        draw.text((x + 6, y), text, fill=colour, font=text_font)
     return np.asarray(strip)
 
 

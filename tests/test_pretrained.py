@@ -60,3 +60,29 @@ def test_eval_and_render_accept_pretrained(tmp_path: Path) -> None:
     frames = read_video(out)
     assert frames[0].shape == (168, 256, 3)
     assert not np.array_equal(frames[0], frames[-1])
+
+
+def test_the_shipped_policy_acts_as_it_did_in_0_6_0() -> None:
+    """Its logits on fixed inputs equal those imitate 0.6.0 computed (before Module 2 became the
+    default context network): a checkpoint of the 0.5 form loads as that form and acts the same."""
+    import torch
+
+    from imitate.model import Demo
+
+    saved = json.loads((Path(__file__).parent / "data" / "pretrained_logits_0.6.0.json")
+                       .read_text())
+    policy = load_checkpoint("pretrained").policy
+    assert policy.config.context_form == "0.5"
+    g = torch.Generator().manual_seed(2026)
+    k = 5
+    blocks = torch.rand(1, 30, k, 3, generator=g) * 0.4 - 0.2  # (1, T, K, 3) m
+    gripper = torch.nn.functional.one_hot(torch.randint(0, 2, (1, 30), generator=g), 2).float()
+    demo = Demo(blocks, gripper, torch.ones(1, k, dtype=torch.bool),
+                torch.ones(1, 30, dtype=torch.bool))
+    observed = torch.rand(4, k, 3, generator=g) * 0.4 - 0.2  # (4, K, 3)
+    grip = torch.tensor([[1.0, 0.0], [0.0, 1.0]] * 2)
+    with torch.no_grad():
+        encoding = policy.encode(policy.subsample(demo, torch.Generator().manual_seed(0)))
+        logits = policy.decide(encoding.repeat(4), observed, grip,
+                               torch.ones(4, k, dtype=torch.bool))
+    np.testing.assert_allclose(logits.numpy(), np.array(saved["logits"]), rtol=0, atol=2e-5)
