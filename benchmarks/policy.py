@@ -7,10 +7,12 @@ Training: optimisation steps of ``imitate.train`` (forward, loss, backward, Adam
 ``--tasks-per-batch`` x ``--pairs-per-task`` pairs at 1 and 2 torch threads. Inputs are random
 (speed does not depend on values); sizes match real batches.
 
-Both temporal attention scorings (``PolicyConfig.temporal_scoring``) are measured by default.
+Both context network forms (``PolicyConfig.context_form``: the paper's Module 2 and imitate 0.5's)
+and both temporal attention scorings (``PolicyConfig.temporal_scoring``) are measured by default,
+each with the default temporal dropout rule (``PolicyConfig.keep_fraction``, ``min_kept_frames``).
 
     python benchmarks/policy.py [--blocks 10] [--demo-frames 1000] [--repeats 50]
-                                [--scorings dot additive]
+                                [--forms module2 0.5] [--scorings dot additive]
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ import torch
 
 from imitate import actions
 from imitate.agent import OneShotAgent
-from imitate.model import TEMPORAL_SCORINGS, Demo, OneShotPolicy, PolicyConfig
+from imitate.model import (
+    CONTEXT_FORMS,
+    TEMPORAL_SCORINGS,
+    Demo,
+    OneShotPolicy,
+    PolicyConfig,
+    kept_frame_counts,
+)
 from imitate.train import TensorBatch, _step
 
 
@@ -90,32 +99,40 @@ def main() -> None:
     parser.add_argument("--scorings", nargs="+", choices=TEMPORAL_SCORINGS,
                         default=list(TEMPORAL_SCORINGS),
                         help="temporal attention scorings to measure (default: both)")
+    parser.add_argument("--forms", nargs="+", choices=CONTEXT_FORMS, default=list(CONTEXT_FORMS),
+                        help="context network forms to measure (default: both)")
     args = parser.parse_args()
+    defaults = PolicyConfig()
+    kept = int(kept_frame_counts(torch.tensor([args.demo_frames]), defaults.keep_fraction,
+                                 defaults.min_kept_frames)[0])
+    variants = [(form, scoring) for form in args.forms for scoring in args.scorings]
 
-    print(f"inference, {args.blocks} cubes, demo of {args.demo_frames} frames "
-          f"(temporal dropout keeps {int(0.05 * args.demo_frames)}), 1 thread")
-    print(f"{'scoring':>8}  {'ensemble':>8}  {'embed demo (once) ms':>20}  "
+    print(f"inference, {args.blocks} cubes, demo of {args.demo_frames} frames (temporal dropout "
+          f"keeps {kept}: keep fraction {defaults.keep_fraction}, at least "
+          f"{defaults.min_kept_frames}), 1 thread")
+    print(f"{'context':>8}  {'scoring':>8}  {'ensemble':>8}  {'embed demo (once) ms':>20}  "
           f"{'per control step ms':>19}")
     torch.set_num_threads(1)
-    for scoring in args.scorings:
-        policy = OneShotPolicy(PolicyConfig(temporal_scoring=scoring)).eval()
+    for form, scoring in variants:
+        policy = OneShotPolicy(PolicyConfig(temporal_scoring=scoring, context_form=form)).eval()
         for ensemble in (1, 10):
             embed_ms, step_ms = inference_latency(policy, args.blocks, args.demo_frames,
                                                   ensemble, args.repeats)
-            print(f"{scoring:>8}  {ensemble:>8}  {embed_ms:>20.1f}  {step_ms:>19.2f}")
+            print(f"{form:>8}  {scoring:>8}  {ensemble:>8}  {embed_ms:>20.1f}  {step_ms:>19.2f}")
 
     print(f"\ntraining, batches of {args.tasks_per_batch} tasks x {args.pairs_per_task} pairs, "
-          f"demo frames after temporal dropout: {int(0.05 * args.demo_frames)}")
-    print(f"{'scoring':>8}  {'cubes':>5}  {'threads':>7}  {'samples/s':>9}  {'steps/s':>7}")
-    for scoring in args.scorings:
+          f"demo frames after temporal dropout: {kept}")
+    print(f"{'context':>8}  {'scoring':>8}  {'cubes':>5}  {'threads':>7}  {'samples/s':>9}  "
+          f"{'steps/s':>7}")
+    for form, scoring in variants:
         for blocks in sorted({4, args.blocks}):
             for threads in (1, 2):
                 torch.set_num_threads(threads)
-                rate = training_rate(PolicyConfig(temporal_scoring=scoring), blocks,
-                                     args.demo_frames, args.tasks_per_batch,
+                rate = training_rate(PolicyConfig(temporal_scoring=scoring, context_form=form),
+                                     blocks, args.demo_frames, args.tasks_per_batch,
                                      args.pairs_per_task, args.train_steps)
                 per_step = args.tasks_per_batch * args.pairs_per_task
-                print(f"{scoring:>8}  {blocks:>5}  {threads:>7}  {rate:>9.0f}  "
+                print(f"{form:>8}  {scoring:>8}  {blocks:>5}  {threads:>7}  {rate:>9.0f}  "
                       f"{rate / per_step:>7.2f}")
 
 

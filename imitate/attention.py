@@ -275,8 +275,8 @@ def plot_overview(trace: AttentionTrace, title: str) -> Any:
     the control step (the paper's Fig. 8 / 9 layout)."""
     arrays = trace.arrays()
     fixed = arrays["fixed"].mean(2)  # (S, 2, K): heads averaged
-    k = fixed.shape[-1]
-    figure, axes = _panels(4, [k, k, 2.5 * k, 1.5], (11, 9))
+    k, rows = fixed.shape[-1], len(_demo_rows(trace))
+    figure, axes = _panels(4, [k, k, min(2.5 * k, 0.8 * rows + 0.8), 1.5], (11, 9))
     for query in range(2):
         image = axes[query, 0].imshow(fixed[:, query].T, aspect="auto", cmap="viridis", vmin=0,
                                       vmax=1, interpolation="nearest",

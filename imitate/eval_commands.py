@@ -115,6 +115,7 @@ def add_attention_command(commands: argparse._SubParsersAction) -> None:
 def _cmd_attention(args: argparse.Namespace) -> None:
     from imitate.attention import attention_episode
 
+    _one_inference_thread()
     result = attention_episode(args.checkpoint, args.task, args.out, seed=args.seed,
                                episode=args.episode, ensemble=args.ensemble)
     print(f"{args.task!r}, seed {args.seed}, episode {args.episode}: policy reached stage "
@@ -124,9 +125,18 @@ def _cmd_attention(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
+def _one_inference_thread() -> None:
+    """Per-step inference is many small operations: 1 torch thread is fastest, and several
+    threads slow to a crawl when other processes hold the cores (as evaluation workers do)."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _cmd_render(args: argparse.Namespace) -> None:
     from imitate.render import render_episode
 
+    _one_inference_thread()
     result = render_episode(None if args.expert else args.checkpoint, args.task, args.out,
                             seed=args.seed, episode=args.episode, ensemble=args.ensemble,
                             every=args.every, size=args.size, attention=args.attention)

@@ -107,6 +107,39 @@ def test_train_cli_prints_a_summary(tiny_demos: Path, tmp_path: Path) -> None:
     assert "step 2/2" in done.stdout and "checkpoint:" in done.stdout
     config = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert config["algo"] == "bc" and config["lr"] == 1e-3
+    rows = [json.loads(line) for line in (tmp_path / "cli" / "metrics.jsonl").read_text()
+            .splitlines()]
+    assert rows[-1]["cpu_s"] > 0  # training CPU time, for comparisons at equal CPU time
+
+
+def test_the_dropout_rule_and_context_form_are_set_stored_and_used_by_the_ensemble(
+        tiny_demos: Path, tmp_path: Path) -> None:
+    from imitate.agent import agent_for_demo
+    from imitate.data import DemoDataset
+
+    out = tmp_path / "rule"
+    done = run_cli("train", "--demos", str(tiny_demos), "--out", str(out), "--steps", "2",
+                   "--tasks-per-batch", "2", "--pairs-per-task", "4", "--keep-fraction", "0.2",
+                   "--min-kept-frames", "30", "--context-form", "0.5", "--quiet")
+    assert done.returncode == 0, done.stderr
+    policy = load_checkpoint(out / "policy.pt").policy
+    assert (policy.config.keep_fraction, policy.config.min_kept_frames) == (0.2, 30)
+    assert policy.config.context_form == "0.5"
+    with DemoDataset(tiny_demos) as data:
+        demo = data.demo("ab", 0)
+        agent = agent_for_demo(policy, demo, ensemble=3)
+    frames = len(demo.blocks)
+    kept = min(frames, max(30, int(0.2 * frames)))
+    assert agent.encoding.own.shape[:3] == (3, 2, kept)  # (E, K, T~)
+    assert agent.demo_frames.shape == (3, kept) and agent.demo_frames.max() < frames
+    base = ("train", "--demos", str(tiny_demos), "--steps", "1", "--quiet", "--out",
+            str(tmp_path / "x"))
+    one_line_error(run_cli(*base, "--keep-fraction", "0"), "--keep-fraction")
+    one_line_error(run_cli(*base, "--min-kept-frames", "0"), "--min-kept-frames")
+    one_line_error(run_cli("train", "--demos", str(tiny_demos), "--out", str(out), "--steps",
+                           "4", "--tasks-per-batch", "2", "--pairs-per-task", "4",
+                           "--keep-fraction", "0.2", "--min-kept-frames", "30", "--resume",
+                           "--quiet"), "context_form", "'0.5'")
 
 
 def test_bad_training_input_gives_one_line_errors(tiny_demos: Path, tmp_path: Path) -> None:
