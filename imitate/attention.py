@@ -365,14 +365,17 @@ def attention_strip(trace: AttentionTrace, step: int, width: int) -> np.ndarray:
     left, right = half + 8, width - 8
     draw.text((left, 4), "demo frames attended", fill=(220, 220, 220), font=small)
     span = right - left
+    draw.rectangle((left, 22, right, STRIP_HEIGHT - 8), fill=(10, 10, 40))
     peak = float(temporal.max()) or 1.0
-    for x in range(span):
-        frame_from = int(x * trace.demo_length / span)
-        frame_to = max(int((x + 1) * trace.demo_length / span), frame_from + 1)
-        value = float(temporal[frame_from:frame_to].sum()) / peak
-        level = int(255 * min(value, 1.0))
-        draw.line((left + x, 22, left + x, STRIP_HEIGHT - 8), fill=(level, level // 2, 40))
+    bar = max(3, span // max(trace.demo_length, 1))  # a lone attended frame stays visible
+    for frame in np.argsort(temporal):  # strongest drawn last, on top
+        if temporal[frame] < 0.02 * peak:
+            continue
+        level = int(255 * temporal[frame] / peak)
+        x = left + int(frame * (span - bar) / max(trace.demo_length - 1, 1))
+        draw.rectangle((x, 22, x + bar - 1, STRIP_HEIGHT - 8), fill=(level, level // 2, 40))
     for end in trace.stage_ends:
-        x = left + int(end * span / max(trace.demo_length, 1))
-        draw.line((x, 18, x, STRIP_HEIGHT - 4), fill=(255, 255, 255))
+        x = left + int(end * (span - bar) / max(trace.demo_length - 1, 1)) + bar // 2
+        draw.line((x, 18, x, 21), fill=(255, 255, 255))
+        draw.line((x, STRIP_HEIGHT - 7, x, STRIP_HEIGHT - 4), fill=(255, 255, 255))
     return np.asarray(strip)

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imitate import actions
+from imitate import actions, fast
 
 CONDITIONING_MODES = ("full", "snapshot", "final")
 TEMPORAL_SCORINGS = ("dot", "additive")
@@ -343,11 +343,9 @@ class SoftAttention(nn.Module):
         self.v = nn.Parameter(torch.randn(heads, hidden) / math.sqrt(hidden))
 
     def weights(self, query: Tensor, context: Tensor, mask: Tensor) -> Tensor:
-        """query (..., Q, H, D), context (..., M, H, D), mask (..., M) -> weights (..., Q, H, M)."""
-        scores = torch.tanh(query.unsqueeze(-3) + context.unsqueeze(-4))  # (..., Q, M, H, D)
-        logits = (scores * self.v).sum(-1).transpose(-1, -2)  # (..., Q, H, M)
-        logits = logits.masked_fill(~mask.unsqueeze(-2).unsqueeze(-2), float("-inf"))
-        return torch.softmax(logits, dim=-1)
+        """query (..., Q, H, D), context (..., M, H, D), mask (..., M) -> weights (..., Q, H, M)
+        (compiled in training when ``imitate.fast.configure(True)`` succeeded)."""
+        return fast.attention_weights(query, context, self.v, mask)
 
     @staticmethod
     def read(weights: Tensor, memory: Tensor) -> Tensor:

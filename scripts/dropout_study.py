@@ -49,6 +49,9 @@ SETTINGS = (
               ("--context-form", "module2", "--conditioning", "full", "--keep-fraction",
                fraction, "--min-kept-frames", "1"))
       for fraction in ("0.05", "0.1", "0.2", "0.4")),
+    Setting("m2-full-0.1-min12", "Module 2, full, keep 0.1, at least 12 frames",
+            ("--context-form", "module2", "--conditioning", "full", "--keep-fraction", "0.1",
+             "--min-kept-frames", "12")),
 )
 #: Steps no run reaches within the budget (runs stop on CPU time, not on steps).
 MAX_STEPS = 1_000_000

@@ -312,3 +312,31 @@ def test_quickstart_evaluates_only_classes_it_never_trains_on() -> None:
     classes = frozenset(parse_task(layout).task_class for layout in QUICKSTART_TASKS)
     assert [novelty(layout, classes) for layout in QUICKSTART_TEST_TASKS] == [UNSEEN] * 3
     assert tasks_in_test_classes(QUICKSTART_TASKS, envs.load_suite()) == []  # trainable
+
+
+def test_the_dropout_study_compares_runs_at_equal_cpu_time_and_at_equal_steps(
+        tmp_path: Path) -> None:
+    """``scripts/dropout_study.py --analyse-only`` on two runs' metrics: a run twice as costly
+    per step is read at the cheaper run's CPU time (half its steps) and at equal steps."""
+    import subprocess
+    import sys
+
+    for name, cpu_per_step in (("v05-final", 1.0), ("m2-final", 2.0)):
+        folder = tmp_path / name
+        folder.mkdir()
+        rows = [{"step": step, "cpu_s": step * cpu_per_step, "val_loss": 10 - step / 100,
+                 "val_acc_all": step / 1000} for step in range(20, 201, 20)]
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "dropout_study.py"
+    done = subprocess.run([sys.executable, str(script), "--out", str(tmp_path), "--analyse-only",
+                           "--only", "v05-final,m2-final"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert (study["equal_cpu_s"], study["equal_steps"]) == (200.0, 200)
+    cheap, costly = study["runs"]
+    # Last fifth of 200 CPU s: steps 160-200 for the cheap run, 80-100 for the costly one.
+    assert cheap["val_loss_at_cpu"] == pytest.approx(10 - 1.8)
+    assert costly["val_loss_at_cpu"] == pytest.approx(10 - 0.9)
+    assert cheap["val_loss_at_steps"] == costly["val_loss_at_steps"] == pytest.approx(10 - 1.8)
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| 0.5 context, final state (0.5.0) | 200 |" in (tmp_path / "study.md").read_text()
