@@ -51,33 +51,45 @@ class CompileState:
     #: Seconds the compilation and its check took in this process.
     seconds: float = 0.0
     function: Callable[..., Tensor] | None = None
+    #: Devices the compiled function was checked on.
+    devices: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for logs and summaries."""
+        if self.path == "compiled":
+            return (f"compiled attention (torch.compile, {self.seconds:.1f} s to compile)"
+                    if self.seconds else "compiled attention (torch.compile)")
+        return "eager attention" + ("" if self.reason == "off" else f": {self.reason}")
 
 
 _STATE = CompileState()
 
 
-def configure(compile: bool) -> CompileState:
+def configure(compile: bool, device: torch.device | str = "cpu") -> CompileState:
     """Use the compiled attention in passes that record gradients (``compile``) or not; returns
-    the state, whose ``path`` says which runs. Compiles at most once per process."""
+    the state, whose ``path`` says which runs. Compiles (and checks, on ``device``) at most once
+    per process and device."""
     global _STATE
     if not compile:
-        _STATE = CompileState(function=_STATE.function)
+        _STATE = CompileState(function=_STATE.function, devices=_STATE.devices)
         return _STATE
-    if _STATE.function is not None:
-        _STATE = CompileState("compiled", "", 0.0, _STATE.function)
+    device = torch.device(device)
+    if _STATE.function is not None and device.type in _STATE.devices:
+        _STATE = CompileState("compiled", "", 0.0, _STATE.function, _STATE.devices)
         return _STATE
     start = time.perf_counter()
     try:
-        function = torch.compile(additive_weights, dynamic=True)
-        _check(function)
+        function = _STATE.function or torch.compile(additive_weights, dynamic=True)
+        _check(function, device)
     except Exception as error:  # no compiler, unsupported platform, inductor bug: stay eager
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
         reason = f"torch.compile failed ({type(error).__name__}: {first[:200]})"
         _STATE = CompileState("eager", reason, time.perf_counter() - start)
         logger.warning("%s; training runs the eager attention", reason)
         return _STATE
-    _STATE = CompileState("compiled", "", time.perf_counter() - start, function)
-    logger.info("compiled the additive attention in %.1f s", _STATE.seconds)
+    _STATE = CompileState("compiled", "", time.perf_counter() - start, function,
+                          (*_STATE.devices, device.type))
+    logger.info("compiled the additive attention for %s in %.1f s", device, _STATE.seconds)
     return _STATE
 
 
@@ -86,14 +98,17 @@ def state() -> CompileState:
     return _STATE
 
 
-def _check(function: Callable[..., Tensor]) -> None:
-    """Run ``function`` forward and backward on a small input (every dynamic size >= 2, so no
-    size gets specialised) and compare with the eager reference; raises on any failure."""
+def _check(function: Callable[..., Tensor], device: torch.device) -> None:
+    """Run ``function`` forward and backward on a small input on ``device`` (every dynamic size
+    >= 2, so no size gets specialised) and compare with the eager reference; raises on any
+    failure."""
     generator = torch.Generator().manual_seed(0)
-    query = torch.randn(3, 4, 2, 8, generator=generator, requires_grad=True)
-    context = torch.randn(3, 5, 2, 8, generator=generator, requires_grad=True)
-    v = torch.randn(2, 8, generator=generator, requires_grad=True)
-    mask = torch.tensor([[True, True, False, True, True]] * 3)
+
+    def leaf(*shape: int) -> Tensor:
+        return torch.randn(*shape, generator=generator).to(device).requires_grad_()
+
+    query, context, v = leaf(3, 4, 2, 8), leaf(3, 5, 2, 8), leaf(2, 8)
+    mask = torch.tensor([[True, True, False, True, True]] * 3, device=device)
     results = []
     for candidate in (function, additive_weights):
         out = candidate(query, context, v, mask)
@@ -108,7 +123,7 @@ def attention_weights(query: Tensor, context: Tensor, v: Tensor, mask: Tensor) -
     recorded). The compiled function sees the leading dimensions flattened into one, so every
     caller shares one compilation."""
     function = _STATE.function if _STATE.path == "compiled" else None
-    if function is None or not torch.is_grad_enabled():
+    if function is None or not torch.is_grad_enabled() or query.device.type not in _STATE.devices:
         return additive_weights(query, context, v, mask)
     lead = query.shape[:-3]
     weights = function(query.reshape(-1, *query.shape[-3:]),

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imitate import actions
+from imitate import actions, fast
 from imitate.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from imitate.dagger import DaggerConfig, collect_round, completed_rounds
 from imitate.data import (
@@ -64,7 +64,7 @@ METRICS_NAME = "metrics.jsonl"
 ALGORITHMS = ("bc", "dagger")
 DEVICES = ("auto", "cpu", "cuda")
 #: Fields that may differ between a run and its resumption (they do not change what is learnt).
-RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet")
+RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet", "compile")
 _POLICY_DEFAULTS = PolicyConfig()
 
 
@@ -100,6 +100,8 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints.
         log_every: steps between metrics rows (and validation batches).
         threads: torch CPU threads (default: all cores).
+        compile: fuse the additive attention with ``torch.compile`` (``imitate.fast``); falls
+            back to the eager code, with a warning, where compiling fails.
         quiet: no progress bar.
         dagger_rounds, dagger_rollouts, dagger_full_fraction, dagger_beta0, dagger_decay,
         dagger_ensemble: ``imitate.dagger.DaggerConfig`` (used when ``algo`` is ``dagger``).
@@ -126,6 +128,7 @@ class TrainConfig:
     checkpoint_every: int = 250
     log_every: int = 25
     threads: int | None = None
+    compile: bool = False
     quiet: bool = False
     dagger_rounds: int = 4
     dagger_rollouts: int = 24
@@ -261,6 +264,8 @@ class TrainSummary:
     seconds: float
     samples: int
     last: dict[str, float]
+    #: Which attention path ran (``imitate.fast.CompileState.describe``).
+    attention_path: str = ""
 
     @property
     def samples_per_second(self) -> float:
@@ -382,7 +387,11 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     saved_config = _check_run_folder(config)
     with _open_dataset(config.demos) as dataset:
         _check_not_evaluation_data(config, dataset)
-        return _train(config, dataset, saved_config, device, on_progress)
+        path = fast.configure(config.compile, device)
+        logger.info("training with the %s", path.describe())
+        summary = _train(config, dataset, saved_config, device, on_progress)
+        summary.attention_path = path.describe()
+        return summary
 
 
 def _check_not_evaluation_data(config: TrainConfig, dataset: DemoDataset) -> None:

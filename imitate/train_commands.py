@@ -81,6 +81,11 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                             metavar=meta, help=f"{text} (default: {default})")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: all cores)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                        default=_DEFAULTS.compile,
+                        help="fuse the additive attention with torch.compile (falls back to the "
+                        "eager code, with a warning, where no compiler works); --no-compile runs "
+                        f"the plain eager code (default: {_DEFAULTS.compile})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_train)
 
@@ -97,7 +102,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         min_kept_frames=args.min_kept_frames,
         allow_test_tasks=args.allow_test_tasks, holdout_every=args.holdout_every,
         checkpoint_every=args.checkpoint_every, log_every=args.log_every, threads=args.threads,
-        quiet=args.quiet, dagger_rounds=args.dagger_rounds, dagger_rollouts=args.dagger_rollouts,
+        compile=args.compile, quiet=args.quiet, dagger_rounds=args.dagger_rounds,
+        dagger_rollouts=args.dagger_rollouts,
         dagger_full_fraction=args.dagger_full_fraction, dagger_beta0=args.dagger_beta0,
         dagger_decay=args.dagger_decay, dagger_ensemble=args.dagger_ensemble)
     bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
@@ -122,7 +128,7 @@ def _print_summary(config: TrainConfig, summary: TrainSummary) -> None:
     print(f"{summary.out}: {config.algo} on {config.demos}, conditioning {config.conditioning}, "
           f"step {summary.step}/{config.steps}{resumed}")
     print(f"  {done} steps, {summary.samples} samples in {summary.seconds:.1f} s "
-          f"({summary.samples_per_second:.0f} samples/s)")
+          f"({summary.samples_per_second:.0f} samples/s, {summary.attention_path})")
     last = summary.last
     if last:
         line = f"  last loss {last['loss']:.3f}, train accuracy (all 4 heads) " \
