@@ -101,6 +101,8 @@ def main() -> None:
                         help="temporal attention scorings to measure (default: both)")
     parser.add_argument("--forms", nargs="+", choices=CONTEXT_FORMS, default=list(CONTEXT_FORMS),
                         help="context network forms to measure (default: both)")
+    parser.add_argument("--inference-only", action="store_true",
+                        help="measure inference latency only")
     args = parser.parse_args()
     defaults = PolicyConfig()
     kept = int(kept_frame_counts(torch.tensor([args.demo_frames]), defaults.keep_fraction,
@@ -120,6 +122,8 @@ def main() -> None:
                                                   ensemble, args.repeats)
             print(f"{form:>8}  {scoring:>8}  {ensemble:>8}  {embed_ms:>20.1f}  {step_ms:>19.2f}")
 
+    if args.inference_only:
+        return
     print(f"\ntraining, batches of {args.tasks_per_batch} tasks x {args.pairs_per_task} pairs, "
           f"demo frames after temporal dropout: {kept}")
     print(f"{'context':>8}  {'scoring':>8}  {'cubes':>5}  {'threads':>7}  {'samples/s':>9}  "

@@ -446,6 +446,33 @@ class DemonstrationNetwork(nn.Module):
 
 
 # --- 6. context network ----------------------------------------------------------------------
+class LSTMCell(nn.Module):
+    """An LSTM step whose two dense layers (input and recurrent) are weight-normalised ``Linear``
+    layers with data-dependent init, as appendix B.1 asks of every dense layer.
+
+    Module 2 feeds the LSTM the demo's embedding read by attention (``temp``, and again inside
+    ``spatial``): 390 inputs of the residual stack's scale. Through ``nn.LSTMCell``'s fixed
+    uniform init they saturated the gates, and training sat on the constant-action loss several
+    times longer than the 0.5 form (README, "The context network"); normalised at init, each
+    gate's pre-activation starts with unit variance over the batch.
+    """
+
+    def __init__(self, inputs: int, hidden: int, weight_norm: bool = True):
+        super().__init__()
+        self.input = Linear(inputs, 4 * hidden, weight_norm)
+        self.recurrent = Linear(hidden, 4 * hidden, weight_norm)
+
+    def forward(self, x: Tensor, state: tuple[Tensor, Tensor], valid: Tensor | None = None
+                ) -> tuple[Tensor, Tensor]:
+        """x (N, inputs), state (h, c) each (N, hidden), valid (N,) rows for the data-dependent
+        init -> new (h, c). Gate order: input, forget, cell, output."""
+        h, c = state
+        gates = self.input(x, valid) + self.recurrent(h, valid)  # (N, 4 * hidden)
+        i, f, g, o = gates.chunk(4, dim=-1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c_new), c_new
+
+
 class ContextStep(nn.Module):
     """One untied LSTM step of the context network (paper section 4.3, appendix B Module 2).
 
@@ -480,7 +507,7 @@ class ContextStep(nn.Module):
         self.spatial_context = Linear(spatial_in, heads * d, wn)
         self.spatial = SoftAttention(d, heads)
         lstm_input = ROBOT_DIM + XYZ_DIM + heads * memory + heads * d
-        self.cell = nn.LSTMCell(lstm_input, d)
+        self.cell = LSTMCell(lstm_input, d, wn) if self.module2 else nn.LSTMCell(lstm_input, d)
 
     def read_demo(self, x: Tensor, block_mask: Tensor, demo: DemoEncoding, keys: Tensor
                   ) -> Tensor:
@@ -548,7 +575,8 @@ class ContextStep(nn.Module):
         spatial = self.spatial(q, c, memory, block_mask, "spatial")  # (N, K, H * memory)
         inputs = torch.cat([robot, xyz, spatial, temporal], dim=-1)
         h, c_new = self.cell(inputs.reshape(n * k, -1), (state.reshape(n * k, d),
-                                                          cell.reshape(n * k, d)))
+                                                          cell.reshape(n * k, d)),
+                             *(() if not self.module2 else (block_mask.reshape(n * k),)))
         return h.reshape(n, k, d), c_new.reshape(n, k, d)
 
 

@@ -9,7 +9,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from imitate.train import ALGORITHMS, DEVICES, Progress, TrainConfig, TrainSummary, train
+from imitate.train import (
+    ALGORITHMS,
+    COMPILE_AUTO_MIN_STEPS,
+    COMPILE_CHOICES,
+    DEVICES,
+    Progress,
+    TrainConfig,
+    TrainSummary,
+    train,
+)
 
 _DEFAULTS = TrainConfig(demos=Path("."), out=Path("."))
 
@@ -81,11 +90,11 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                             metavar=meta, help=f"{text} (default: {default})")
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: all cores)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction,
-                        default=_DEFAULTS.compile,
-                        help="fuse the additive attention with torch.compile (falls back to the "
-                        "eager code, with a warning, where no compiler works); --no-compile runs "
-                        f"the plain eager code (default: {_DEFAULTS.compile})")
+    parser.add_argument("--compile", choices=COMPILE_CHOICES, default=_DEFAULTS.compile,
+                        help="fuse the additive attention with torch.compile: on, off (the plain "
+                        f"eager code), or auto: on for runs of at least {COMPILE_AUTO_MIN_STEPS} "
+                        "steps, where the compilation pays for itself; where no compiler works "
+                        f"it falls back to eager with a warning (default: {_DEFAULTS.compile})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_train)
 

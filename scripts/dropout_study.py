@@ -1,7 +1,7 @@
 """Compare training settings at equal CPU time: the temporal dropout rule and the context network.
 
 Each setting is one ``imitate train`` run on the same dataset with the same seed, 1 torch
-thread and the eager attention (``--no-compile``: the compiled one changes the cost per step, not
+thread and the eager attention (``--compile off``: the compiled one changes the cost per step, not
 what is learnt), stopped once its training CPU time (``cpu_s`` in ``metrics.jsonl``: batch
 assembly and optimisation, without validation) reaches ``--cpu-minutes``; ``--jobs`` runs go at
 once. Then
@@ -85,7 +85,7 @@ def run_settings(settings: list[Setting], demos: Path, out: Path, budget: float,
             command = [sys.executable, "-m", "imitate", "train", "--demos", str(demos),
                        "--out", str(folder), "--steps", str(MAX_STEPS), "--seed", str(seed),
                        "--threads", "1", "--log-every", "20", "--checkpoint-every", "500",
-                       "--no-compile", "--quiet", *setting.flags]
+                       "--compile", "off", "--quiet", *setting.flags]
             print(f"start {setting.name}: {' '.join(command[2:])}", flush=True)
             folder.mkdir(parents=True, exist_ok=True)
             log = (folder / "train.log").open("w")

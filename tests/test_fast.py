@@ -64,7 +64,7 @@ def test_without_a_compiler_training_falls_back_to_eager_and_says_so(tiny_demos:
     done = subprocess.run(
         [sys.executable, "-m", "imitate", "train", "--demos", str(tiny_demos), "--out",
          str(tmp_path / "run"), "--steps", "2", "--tasks-per-batch", "2", "--pairs-per-task",
-         "4", "--compile", "--quiet"], capture_output=True, text=True, env=environment)
+         "4", "--compile", "on", "--quiet"], capture_output=True, text=True, env=environment)
     assert done.returncode == 0, done.stderr
     assert "torch.compile failed" in done.stderr and "InvalidCxxCompiler" in done.stderr
     assert "eager attention: torch.compile failed" in done.stdout

@@ -105,6 +105,7 @@ def test_train_cli_prints_a_summary(tiny_demos: Path, tmp_path: Path) -> None:
                    "--steps", "2", "--tasks-per-batch", "2", "--pairs-per-task", "4", "--quiet")
     assert done.returncode == 0, done.stderr
     assert "step 2/2" in done.stdout and "checkpoint:" in done.stdout
+    assert "eager attention: --compile auto: 2 steps < 1000" in done.stdout  # too short to pay
     config = json.loads((tmp_path / "cli" / "config.json").read_text())
     assert config["algo"] == "bc" and config["lr"] == 1e-3
     rows = [json.loads(line) for line in (tmp_path / "cli" / "metrics.jsonl").read_text()
