@@ -16,3 +16,13 @@ def require_positive_ints(config: object, names: Iterable[str], prefix: str = "-
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{flag(name, prefix)} must be a positive integer, got {value!r}")
+
+
+def require_choices(config: object, choices: dict[str, Iterable[str]], prefix: str = "--") -> None:
+    """Raise ``ValueError`` naming the flag unless each field in ``choices`` holds one of its
+    allowed values."""
+    for name, allowed in choices.items():
+        value, allowed = getattr(config, name), tuple(allowed)
+        if value not in allowed:
+            raise ValueError(f"unknown {flag(name, prefix)} {value!r}; choose "
+                             f"{', '.join(allowed)}")

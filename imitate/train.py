@@ -54,7 +54,7 @@ from imitate.model import (
     data_dependent_init,
 )
 from imitate.novelty import evaluation_data_problems
-from imitate.options import require_positive_ints
+from imitate.options import require_choices, require_positive_ints
 
 logger = logging.getLogger(__name__)
 
@@ -144,24 +144,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.demos, self.out = Path(self.demos), Path(self.out)
-        if self.algo not in ALGORITHMS:
-            raise ValueError(f"unknown --algo {self.algo!r}; choose {', '.join(ALGORITHMS)}")
-        if self.conditioning not in CONDITIONING_MODES:
-            raise ValueError(f"unknown --conditioning {self.conditioning!r}; choose "
-                             f"{', '.join(CONDITIONING_MODES)}")
-        if self.temporal_scoring not in TEMPORAL_SCORINGS:
-            raise ValueError(f"unknown --temporal-scoring {self.temporal_scoring!r}; choose "
-                             f"{', '.join(TEMPORAL_SCORINGS)}")
-        if self.device not in DEVICES:
-            raise ValueError(f"unknown --device {self.device!r}; choose {', '.join(DEVICES)}")
+        require_choices(self, {"algo": ALGORITHMS, "conditioning": CONDITIONING_MODES,
+                               "temporal_scoring": TEMPORAL_SCORINGS, "device": DEVICES,
+                               "compile": COMPILE_CHOICES, "context_form": CONTEXT_FORMS})
         require_positive_ints(self, ("steps", "tasks_per_batch", "pairs_per_task", "hidden",
                                      "checkpoint_every", "log_every", "min_kept_frames"))
-        if self.compile not in COMPILE_CHOICES:
-            raise ValueError(f"unknown --compile {self.compile!r}; choose "
-                             f"{', '.join(COMPILE_CHOICES)}")
-        if self.context_form not in CONTEXT_FORMS:
-            raise ValueError(f"unknown --context-form {self.context_form!r}; choose "
-                             f"{', '.join(CONTEXT_FORMS)}")
         if not (math.isfinite(self.keep_fraction) and 0.0 < self.keep_fraction <= 1.0):
             raise ValueError(f"--keep-fraction must be in (0, 1], got {self.keep_fraction}")
         if self.holdout_every < 0 or self.holdout_every == 1:
@@ -175,10 +162,12 @@ class TrainConfig:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
         self.dagger()  # validates the DAgger settings
 
-    def compiles(self) -> bool:
-        """Whether this run asks for the compiled attention."""
+    def compiles(self, first_steps: int | None = None) -> bool:
+        """Whether this run asks for the compiled attention; ``auto`` decides on the run's
+        first ``--steps`` (``first_steps`` when resuming), so a resumed run keeps its path."""
+        steps = self.steps if first_steps is None else first_steps
         return self.compile == "on" or (self.compile == "auto"
-                                        and self.steps >= COMPILE_AUTO_MIN_STEPS)
+                                        and steps >= COMPILE_AUTO_MIN_STEPS)
 
     def policy_config(self) -> PolicyConfig:
         """The network this run trains."""
@@ -400,9 +389,10 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     saved_config = _check_run_folder(config)
     with _open_dataset(config.demos) as dataset:
         _check_not_evaluation_data(config, dataset)
-        path = fast.configure(config.compiles(), device)
-        if config.compile == "auto" and not config.compiles():
-            path = fast.CompileState(reason=f"--compile auto: {config.steps} steps < "
+        first_steps = int((saved_config or {}).get("steps", config.steps))
+        path = fast.configure(config.compiles(first_steps), device)
+        if config.compile == "auto" and not config.compiles(first_steps):
+            path = fast.CompileState(reason=f"--compile auto: {first_steps} steps < "
                                      f"{COMPILE_AUTO_MIN_STEPS}")
         logger.info("training with the %s", path.describe())
         summary = _train(config, dataset, saved_config, device, on_progress)

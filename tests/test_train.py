@@ -73,7 +73,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_demos: Path,
     run = tmp_path / "killed"
     args = ["train", "--demos", str(tiny_demos), "--out", str(run), "--tasks-per-batch", "2",
             "--pairs-per-task", "8", "--checkpoint-every", "2", "--log-every", "1",
-            "--holdout-every", str(HOLDOUT_EVERY), "--threads", "1", "--quiet"]
+            "--holdout-every", str(HOLDOUT_EVERY), "--threads", "1", "--compile", "off",
+            "--quiet"]  # the reference below runs eager too: same path, same numbers
     process = subprocess.Popen([sys.executable, "-m", "imitate.cli", *args, "--steps", "100000"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
