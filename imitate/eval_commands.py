@@ -54,6 +54,16 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_cmd_eval)
 
 
+def _add_episode_options(parser: argparse.ArgumentParser) -> None:
+    """--seed, --episode and --ensemble: which ``imitate eval`` episode, and its ensemble."""
+    parser.add_argument("--seed", type=int, default=0, metavar="S",
+                        help="root seed, as in 'imitate eval --seed' (default: 0)")
+    parser.add_argument("--episode", type=int, default=0, metavar="I",
+                        help="episode index within the task (default: 0)")
+    parser.add_argument("--ensemble", type=int, default=10, metavar="E",
+                        help="demo subsamples averaged per action (default: 10)")
+
+
 def add_render_command(commands: argparse._SubParsersAction) -> None:
     """Add ``render`` to the ``imitate`` sub-command set."""
     from imitate.video import RENDER_EVERY, VIDEO_FPS
@@ -71,12 +81,7 @@ def add_render_command(commands: argparse._SubParsersAction) -> None:
                         help="render the scripted expert instead of a policy")
     parser.add_argument("--task", required=True, metavar="LAYOUT", help="e.g. 'ab cde'")
     parser.add_argument("--out", required=True, type=Path, metavar="FILE.mp4")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="root seed, as in 'imitate eval --seed' (default: 0)")
-    parser.add_argument("--episode", type=int, default=0, metavar="I",
-                        help="episode index within the task (default: 0)")
-    parser.add_argument("--ensemble", type=int, default=10, metavar="E",
-                        help="demo subsamples averaged per action (default: 10)")
+    _add_episode_options(parser)
     parser.add_argument("--every", type=int, default=RENDER_EVERY, metavar="K",
                         help=f"render every K-th control step (default: {RENDER_EVERY})")
     parser.add_argument("--size", type=int, default=256, metavar="PX",
@@ -103,12 +108,7 @@ def add_attention_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--task", required=True, metavar="LAYOUT", help="e.g. 'ab cde'")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="folder for the figures (created)")
-    parser.add_argument("--seed", type=int, default=0, metavar="S",
-                        help="root seed, as in 'imitate eval --seed' (default: 0)")
-    parser.add_argument("--episode", type=int, default=0, metavar="I",
-                        help="episode index within the task (default: 0)")
-    parser.add_argument("--ensemble", type=int, default=10, metavar="E",
-                        help="demo subsamples averaged per action (default: 10)")
+    _add_episode_options(parser)
     parser.set_defaults(handler=_cmd_attention)
 
 

@@ -574,9 +574,9 @@ class ContextStep(nn.Module):
         c = self.spatial_context(attend_from).unflatten(-1, (self.heads, d))
         spatial = self.spatial(q, c, memory, block_mask, "spatial")  # (N, K, H * memory)
         inputs = torch.cat([robot, xyz, spatial, temporal], dim=-1)
-        h, c_new = self.cell(inputs.reshape(n * k, -1), (state.reshape(n * k, d),
-                                                          cell.reshape(n * k, d)),
-                             *(() if not self.module2 else (block_mask.reshape(n * k),)))
+        rows = (inputs.reshape(n * k, -1), (state.reshape(n * k, d), cell.reshape(n * k, d)))
+        # Module 2's cell takes the real rows for its data-dependent init; nn.LSTMCell does not.
+        h, c_new = self.cell(*rows, block_mask.reshape(n * k)) if self.module2 else self.cell(*rows)
         return h.reshape(n, k, d), c_new.reshape(n, k, d)
 
 
