@@ -1,4 +1,4 @@
-"""The compiled training path (``imitate.fast``): same numbers as eager, clean fallback."""
+"""The fused attention kernel (``imitate.fast``): same numbers as eager, clean fallback."""
 
 from __future__ import annotations
 
@@ -59,13 +59,12 @@ def test_compiled_attention_gives_the_eager_loss_and_gradients() -> None:
 def test_without_a_compiler_training_falls_back_to_eager_and_says_so(tiny_demos: Path,
                                                                       tmp_path: Path) -> None:
     environment = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"),
-                   "TORCHINDUCTOR_FX_GRAPH_CACHE": "0",
-                   "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+                   "TORCH_EXTENSIONS_DIR": str(tmp_path / "extensions")}  # no cached build
     done = subprocess.run(
         [sys.executable, "-m", "imitate", "train", "--demos", str(tiny_demos), "--out",
          str(tmp_path / "run"), "--steps", "2", "--tasks-per-batch", "2", "--pairs-per-task",
          "4", "--compile", "on", "--quiet"], capture_output=True, text=True, env=environment)
     assert done.returncode == 0, done.stderr
-    assert "torch.compile failed" in done.stderr and "InvalidCxxCompiler" in done.stderr
-    assert "eager attention: torch.compile failed" in done.stdout
+    assert "building the fused kernel failed" in done.stderr and "no-such-compiler" in done.stderr
+    assert "eager attention: building the fused kernel failed" in done.stdout
     assert (tmp_path / "run" / "policy.pt").exists()

@@ -212,7 +212,8 @@ def test_module2_spatial_attention_reads_the_demo_at_the_first_step() -> None:
         with torch.no_grad():
             for shift in (0.0, 1.0):
                 encoding = policy.encode(demo)
-                encoding.own[:, 2] += shift  # block c's demo embedding only
+                encoding.own[:, 2] += shift  # block c's demo embedding only, both layouts
+                encoding.by_frame[:, :, 2] += shift
                 with record_attention() as maps:
                     net.steps[0](state, torch.zeros_like(state), blocks, robot, mask, encoding,
                                  encoding.keys[0])
