@@ -92,7 +92,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--compile", choices=("on", "off"), default=None,
-                        help="imitate >= 0.7: the compiled or the eager attention")
+                        help="imitate >= 0.7: the fused attention kernel (on) or the eager "
+                        "code (off)")
     args = parser.parse_args()
     print(json.dumps(measure(args.conditioning, args.blocks, args.demo_frames, args.threads,
                              args.tasks, args.pairs, args.warmup, args.steps,

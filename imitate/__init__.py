@@ -4,4 +4,4 @@ The simulation lives in the sibling package ``envs``; this package holds the lea
 ``imitate`` command-line interface.
 """
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"

@@ -50,6 +50,11 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="report folder (default: eval-SPLIT next to the checkpoint; "
                         "eval-pretrained-SPLIT in the current folder for 'pretrained')")
+    parser.add_argument("--compile", choices=("on", "off"), default="on",
+                        help="run the policy's additive attention in the fused C++ kernel "
+                        "(imitate.fast; built once per machine, about a minute) or the plain "
+                        "eager code; where no compiler works it warns and runs eager "
+                        "(default: on)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_eval)
 
@@ -158,6 +163,7 @@ def _default_report_folder(checkpoint: Path, name: str) -> Path:
 def _cmd_eval(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
+    from imitate import fast
     from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
     from imitate.report import stage_rows, write_report
 
@@ -166,7 +172,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     config = EvalConfig(checkpoint=args.checkpoint, split=args.split, tasks=tasks,
                         episodes_per_task=args.episodes_per_task, ensemble=args.ensemble,
                         workers=args.workers, seed=args.seed, expert=not args.no_expert,
-                        videos=args.videos, video_dir=out / "videos")
+                        videos=args.videos, video_dir=out / "videos",
+                        fused=args.compile == "on")
     data = read_checkpoint_bytes(config.checkpoint)
     saved = load_checkpoint(config.checkpoint, data=data)
     total = len(config.task_list()) * config.episodes_per_task
@@ -181,7 +188,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         bar.set_postfix_str(f"success {successes}/{bar.n}")
 
     start = time.perf_counter()
-    with bar:
+    with bar, fast.using(config.fused) as attention:
         results = evaluate(config, on_episode=update, checkpoint_data=data)
     seconds = time.perf_counter() - start
     timing = _timing(results, seconds, config.workers)
@@ -193,7 +200,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     print(f"{config.checkpoint} (step {saved.step}): {len(results)} episodes, "
           f"{config.episodes_per_task} per task, ensemble {config.ensemble}, seed {config.seed}, "
           f"{seconds:.0f} s ({timing['episodes_per_s']:.2f} episodes/s, "
-          f"{config.workers} workers)")
+          f"{config.workers} workers, {attention.describe()})")
     print(f"{'tasks':<7} {'split':<6} {'stages':>6} {'episodes':>8} {'policy success':>16} "
           f"{'expert':>8}  failures (recoverable / manipulation / wrong move)")
     for row in rows:

@@ -69,6 +69,9 @@ class EvalConfig:
         videos: the first ``videos`` episodes of each task are also written as mp4 (demo and
             rollout side by side) into ``video_dir``.
         video_dir: folder for those videos (required when ``videos`` > 0).
+        fused: the policy's additive attention runs the fused kernel (``imitate.fast``: built
+            once per machine, about a minute; where it cannot be built, a warning and the eager
+            code, which computes the same numbers).
     """
 
     checkpoint: Path
@@ -82,6 +85,7 @@ class EvalConfig:
     noise: float | None = None
     videos: int = 0
     video_dir: Path | None = None
+    fused: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
@@ -292,24 +296,26 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
 _WORKER: tuple[Any, Any, Any] | None = None
 
 
-def _make_worker(checkpoint: bytes, threads: int | None) -> tuple[Any, Any, Any]:
+def _make_worker(checkpoint: bytes, threads: int | None, fused: bool) -> tuple[Any, Any, Any]:
     import gymnasium
     import torch
 
     import envs
     from envs.expert import ScriptedExpert
+    from imitate import fast
     from imitate.checkpoint import load_checkpoint
 
     if threads is not None:
         torch.set_num_threads(threads)
+    fast.configure(fused)  # a cached build: the parent process built it
     policy = load_checkpoint("policy.pt", data=checkpoint).policy
     env = gymnasium.make(envs.ENV_ID, render_mode="rgb_array", **env_kwargs())  # renders on demand
     return policy, env, ScriptedExpert()
 
 
-def _init_worker(checkpoint: bytes) -> None:
+def _init_worker(checkpoint: bytes, fused: bool) -> None:
     global _WORKER
-    _WORKER = _make_worker(checkpoint, threads=1)
+    _WORKER = _make_worker(checkpoint, threads=1, fused=fused)
 
 
 def _work(job: EpisodeJob) -> EpisodeResult:
@@ -318,20 +324,25 @@ def _work(job: EpisodeJob) -> EpisodeResult:
 
 
 @contextlib.contextmanager
-def episode_runner(checkpoint: bytes, workers: int
+def episode_runner(checkpoint: bytes, workers: int, fused: bool = False
                    ) -> Iterator[Callable[[list[EpisodeJob]], Iterator[EpisodeResult]]]:
     """Map jobs to results (completion order): in-process for 1 worker, else spawn workers,
-    each loading the policy from the checkpoint's bytes."""
-    if workers == 1:
-        policy, env, expert = _make_worker(checkpoint, threads=None)
-        try:
-            yield lambda jobs: (run_episode(policy, env, expert, job) for job in jobs)
-        finally:
-            env.close()
-        return
-    with mp.get_context("spawn").Pool(workers, initializer=_init_worker,
-                                      initargs=(checkpoint,)) as pool:
-        yield lambda jobs: pool.imap_unordered(_work, jobs, chunksize=1)
+    each loading the policy from the checkpoint's bytes. ``fused``: the policy's attention runs
+    the fused kernel (``imitate.fast``; built here, before any worker starts, when needed)."""
+    from imitate import fast
+
+    with fast.using(fused) as attention:  # this process's path is restored afterwards
+        fused = attention.path == "compiled"
+        if workers == 1:
+            policy, env, expert = _make_worker(checkpoint, threads=None, fused=fused)
+            try:
+                yield lambda jobs: (run_episode(policy, env, expert, job) for job in jobs)
+            finally:
+                env.close()
+            return
+        with mp.get_context("spawn").Pool(workers, initializer=_init_worker,
+                                          initargs=(checkpoint, fused)) as pool:
+            yield lambda jobs: pool.imap_unordered(_work, jobs, chunksize=1)
 
 
 def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None] | None = None,
@@ -353,7 +364,7 @@ def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None
     jobs = episode_jobs(config, trained_classes(saved.training))
     order = {(job.layout, job.episode): i for i, job in enumerate(jobs)}
     results: list[EpisodeResult | None] = [None] * len(jobs)
-    with episode_runner(checkpoint_data, min(config.workers, len(jobs))) as run:
+    with episode_runner(checkpoint_data, min(config.workers, len(jobs)), config.fused) as run:
         for result in run(jobs):
             results[order[(result.task, result.episode)]] = result
             if on_episode is not None:

@@ -8,10 +8,12 @@ training step, and the work is memory traffic and ``tanh``, not arithmetic. ``to
 the gradient of ``v`` in eight strided sweeps over them. ``csrc/additive_attention.cpp`` does the
 forward and backward passes slot by slot in vector registers (each (row, query, head, slot)
 computes its D values of ``tanh`` and never stores them) with a polynomial/exponential ``tanh``
-four times faster than Sleef's and within 1e-6 of it.
+about 2.5 times faster than Sleef's and within 1e-6 of it. Forward plus backward over (512 rows,
+10 queries, 10 slots, 2 heads, 64) on one core: about 80 ms eager, 35 ms with ``torch.compile``,
+12 ms fused (``benchmarks/policy.py`` prints eager against fused).
 
-``configure(True)`` builds the kernel with ``torch.utils.cpp_extension`` (gcc or clang and
-ninja; about a minute the first time on a machine, then a cached load, under
+``configure(True)`` builds the kernel with ``torch.utils.cpp_extension`` (a C++ compiler, and
+ninja from its wheel; about a minute the first time on a machine, then a cached load, under
 ``TORCH_EXTENSIONS_DIR`` or ``~/.cache/torch_extensions``) and checks it against the eager code on
 a small input, forward and backward. Where no compiler works or the check fails, it logs why and
 the plain eager code runs, which computes the same numbers. The kernel serves CPU float32
@@ -21,9 +23,12 @@ dtypes take the eager code.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -109,10 +114,29 @@ def state() -> CompileState:
     return _STATE
 
 
+@contextlib.contextmanager
+def using(compile: bool) -> Iterator[CompileState]:
+    """``configure(compile)`` for the duration of a ``with`` block, then the path configured
+    before it (the kernel stays loaded)."""
+    global _STATE
+    previous = _STATE
+    try:
+        yield configure(compile)
+    finally:
+        _STATE = dataclasses.replace(previous, kernel=_STATE.kernel or previous.kernel)
+
+
 def _build() -> ModuleType:
     """Compile (or load the cached build of) the kernel; raises when no toolchain works."""
     from torch.utils import cpp_extension
 
+    try:  # the ninja wheel (a dependency) puts its binary outside PATH unless a venv is active
+        import ninja
+
+        if ninja.BIN_DIR not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+    except ImportError:
+        pass  # a system ninja may still be on PATH
     flags = ["-O3", "-march=native"] if os.uname().machine in ("x86_64", "AMD64") else ["-O3"]
     return cpp_extension.load_inline(
         KERNEL_NAME, cpp_sources=[KERNEL_SOURCE.read_text()], functions=["forward", "backward"],

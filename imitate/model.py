@@ -344,7 +344,7 @@ class SoftAttention(nn.Module):
 
     def weights(self, query: Tensor, context: Tensor, mask: Tensor) -> Tensor:
         """query (..., Q, H, D), context (..., M, H, D), mask (..., M) -> weights (..., Q, H, M)
-        (compiled in training when ``imitate.fast.configure(True)`` succeeded)."""
+        (the fused kernel once ``imitate.fast.configure(True)`` succeeded)."""
         return fast.attention_weights(query, context, self.v, mask)
 
     @staticmethod

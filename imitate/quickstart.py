@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.suite import SUITE_VERSION
-from imitate import actions
+from imitate import actions, fast
 from imitate.agent import agent_for_demo
 from imitate.checkpoint import load_checkpoint
 from imitate.data import DemoDataset, GenerateConfig, generate, holdout_split, verify_dataset
@@ -182,7 +182,9 @@ def run_quickstart(config: QuickstartConfig,
     episodes = evaluate(EvalConfig(checkpoint=checkpoint, tasks=QUICKSTART_TEST_TASKS,
                                    episodes_per_task=config.episodes_per_task,
                                    ensemble=config.ensemble, workers=config.workers,
-                                   seed=config.seed))
+                                   seed=config.seed,
+                                   # the training run's path: no kernel build for a short run
+                                   fused=fast.state().path == "compiled"))
     write_report(report, episodes, config={"quickstart": True, "tiny": config.tiny},
                  checkpoint={"path": str(checkpoint), "step": summary.step}, timing={})
     video = config.out / "videos" / f"{QUICKSTART_TEST_TASKS[0].replace(' ', '_')}-ep000.mp4"

@@ -67,7 +67,7 @@ DEVICES = ("auto", "cpu", "cuda")
 RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet", "compile")
 _POLICY_DEFAULTS = PolicyConfig()
 COMPILE_CHOICES = ("auto", "on", "off")
-#: ``--compile auto`` compiles runs of at least this many steps.
+#: ``--compile auto`` uses the fused kernel in runs of at least this many steps.
 COMPILE_AUTO_MIN_STEPS = 1000
 
 
@@ -103,10 +103,11 @@ class TrainConfig:
         checkpoint_every: steps between checkpoints.
         log_every: steps between metrics rows (and validation batches).
         threads: torch CPU threads (default: all cores).
-        compile: fuse the additive attention with ``torch.compile`` (``imitate.fast``):
-            ``on``, ``off``, or ``auto`` (on for runs of at least ``COMPILE_AUTO_MIN_STEPS``
-            steps, where the compilation, 15 to 60 s here, pays for itself); falls back to the
-            eager code, with a warning, where compiling fails.
+        compile: run the additive attention in the fused C++ kernel (``imitate.fast``), in the
+            training steps and in DAgger's rollouts: ``on``, ``off``, or ``auto`` (on for runs
+            of at least ``COMPILE_AUTO_MIN_STEPS`` steps; the first build on a machine takes
+            about a minute, later runs load it in about a second); falls back to the eager
+            code, with a warning, where building fails.
         quiet: no progress bar.
         dagger_rounds, dagger_rollouts, dagger_full_fraction, dagger_beta0, dagger_decay,
         dagger_ensemble: ``imitate.dagger.DaggerConfig`` (used when ``algo`` is ``dagger``).
@@ -163,7 +164,7 @@ class TrainConfig:
         self.dagger()  # validates the DAgger settings
 
     def compiles(self, first_steps: int | None = None) -> bool:
-        """Whether this run asks for the compiled attention; ``auto`` decides on the run's
+        """Whether this run asks for the fused attention kernel; ``auto`` decides on the run's
         first ``--steps`` (``first_steps`` when resuming), so a resumed run keeps its path."""
         steps = self.steps if first_steps is None else first_steps
         return self.compile == "on" or (self.compile == "auto"

@@ -91,10 +91,11 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="torch CPU threads (default: all cores)")
     parser.add_argument("--compile", choices=COMPILE_CHOICES, default=_DEFAULTS.compile,
-                        help="fuse the additive attention with torch.compile: on, off (the plain "
-                        f"eager code), or auto: on for runs of at least {COMPILE_AUTO_MIN_STEPS} "
-                        "steps, where the compilation pays for itself; where no compiler works "
-                        f"it falls back to eager with a warning (default: {_DEFAULTS.compile})")
+                        help="run the additive attention in the fused C++ kernel (imitate.fast; "
+                        "built once per machine, about a minute, then loaded in a second): on, "
+                        f"off (the plain eager code), or auto: on for runs of at least "
+                        f"{COMPILE_AUTO_MIN_STEPS} steps; where no compiler works it falls back "
+                        f"to eager with a warning (default: {_DEFAULTS.compile})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_cmd_train)
 

@@ -1,7 +1,7 @@
 """Compare training settings at equal CPU time: the temporal dropout rule and the context network.
 
 Each setting is one ``imitate train`` run on the same dataset with the same seed, 1 torch
-thread and the eager attention (``--compile off``: the compiled one changes the cost per step, not
+thread and the eager attention (``--compile off``: the fused kernel changes the cost per step, not
 what is learnt), stopped once its training CPU time (``cpu_s`` in ``metrics.jsonl``: batch
 assembly and optimisation, without validation) reaches ``--cpu-minutes``; ``--jobs`` runs go at
 once. Then

@@ -48,3 +48,23 @@ def test_expert_benchmark_refuses_a_log_of_another_expert_version(tmp_path: Path
     assert result.returncode != 0
     assert f"expert version {EXPERT_VERSION - 1}, this is version {EXPERT_VERSION}" in result.stderr
     assert log.read_text().count("\n") == 1  # nothing appended
+
+
+POLICY_SCRIPT = SCRIPT.with_name("policy.py")
+
+
+def test_policy_benchmark_prints_training_rates_of_0_5_0_eager_and_fused_side_by_side() -> None:
+    done = subprocess.run(
+        [sys.executable, str(POLICY_SCRIPT), "--training-only", "--rounds", "1",
+         "--conditionings", "final", "--cubes", "4", "--threads", "1", "--train-steps", "1",
+         "--tasks-per-batch", "2", "--pairs-per-task", "4"],
+        capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(line for line in lines if line.startswith("| conditioning"))
+    assert "| 0.5.0 | eager | fused | fused / eager | fused / 0.5.0 |" in header
+    row = next(line for line in lines if line.startswith("| final | 4 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[:4] == ["final", "4", "1", "1"]
+    assert all(float(cell) > 0 for cell in cells[4:7])  # samples/s of each path
+    assert cells[7].endswith("x") and cells[8].endswith("x")

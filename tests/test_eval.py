@@ -33,6 +33,7 @@ def report(tiny_policy: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
                    str(out), "--videos", "1", "--quiet")
     assert done.returncode == 0, done.stderr
     assert "report:" in done.stdout
+    assert "fused attention kernel" in done.stdout  # the default inference path
     return out
 
 

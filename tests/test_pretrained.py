@@ -48,8 +48,9 @@ def test_the_shipped_policy_is_small_self_described_and_reported() -> None:
 def test_eval_and_render_accept_pretrained(tmp_path: Path) -> None:
     done = run_cli("eval", "--checkpoint", "pretrained", "--tasks", "ab", "--episodes-per-task",
                    "1", "--ensemble", "2", "--workers", "1", "--no-expert", "--quiet",
-                   cwd=tmp_path)
+                   "--compile", "off", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert "1 workers, eager attention)" in done.stdout
     report = json.loads((tmp_path / "eval-pretrained-tasks" / "report.json").read_text())
     assert report["checkpoint"]["path"] == "pretrained"
     assert len(report["episodes"]) == 1
@@ -85,4 +86,9 @@ def test_the_shipped_policy_acts_as_it_did_in_0_6_0() -> None:
         encoding = policy.encode(policy.subsample(demo, torch.Generator().manual_seed(0)))
         logits = policy.decide(encoding.repeat(4), observed, grip,
                                torch.ones(4, k, dtype=torch.bool))
-    np.testing.assert_allclose(logits.numpy(), np.array(saved["logits"]), rtol=0, atol=2e-5)
+    # Since 0.8 the attention reads are one matrix product per row (another float32 summation
+    # order): logits of magnitude up to 73 move by up to 2.3e-3, the same with the fused kernel
+    # (1.9e-3). Loading as the wrong context form moves them by whole units.
+    np.testing.assert_allclose(logits.numpy(), np.array(saved["logits"]), rtol=0, atol=5e-3)
+    assert np.array_equal(logits.reshape(4, -1).argmax(1).numpy(),
+                          np.array(saved["logits"]).reshape(4, -1).argmax(1))
