@@ -15,12 +15,14 @@ arbitrary code. Contents (format version 1):
 | ``suite_version`` | version of the task suite |
 | ``training`` | training config and data description (free-form plain values) |
 | ``step`` | optimisation steps done |
+| ``model_state_sha256`` | checksum of ``model_state`` (``state_checksum``; since 0.8) |
 | ``optimizer_state`` | optional, for ``--resume`` |
 | ``rng_state`` | optional, for ``--resume`` |
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from dataclasses import dataclass, field
@@ -84,6 +86,7 @@ def save_checkpoint(
         "format_version": FORMAT_VERSION,
         "model_config": policy.config.to_dict(),
         "model_state": policy.state_dict(),
+        "model_state_sha256": state_checksum(policy.state_dict()),
         "action_bins": action_bins(),
         "env": env,
         "suite_version": suite_version,
@@ -96,6 +99,17 @@ def save_checkpoint(
     torch.save(payload, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def state_checksum(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and bytes, in name order: a damaged
+    weight (a flipped byte that still unpickles) no longer loads."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
 
 
 def is_pretrained(path: str | os.PathLike) -> bool:
@@ -135,14 +149,18 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     try:
         payload = torch.load(io.BytesIO(data), map_location=device, weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({_load_failure(error)})"
+                              ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an imitate policy checkpoint")
     version = payload.get("format_version")
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version}; this version of imitate "
                               f"reads format {FORMAT_VERSION}")
+    recorded = payload.get("model_state_sha256")
+    if recorded is not None and recorded != state_checksum(payload.get("model_state", {})):
+        raise CheckpointError(f"{path} is damaged: its weights do not match the checksum they "
+                              "were saved with; use another copy or retrain")
     if payload.get("action_bins") != action_bins():
         raise CheckpointError(f"{path} was trained with a different discrete action set")
     try:
@@ -163,6 +181,16 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
         optimizer_state=payload.get("optimizer_state"),
         rng_state=payload.get("rng_state"),
     )
+
+
+def _load_failure(error: Exception) -> str:
+    """Why ``torch.load`` failed, without its advice to load with ``weights_only=False`` (which
+    would run whatever code the file holds)."""
+    text = str(error).strip()
+    if "weights_only" in text or "Unsupported global" in text:
+        return "it holds objects other than tensors and plain values, which imitate never loads"
+    first = text.splitlines()[0] if text else type(error).__name__
+    return first if len(first) <= 200 else first[:200] + "..."
 
 
 def _upgrade(model_config: dict, state: dict) -> tuple[dict, dict]:

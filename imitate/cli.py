@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from imitate import __version__
+from imitate.options import add_quiet
 
 
 class CommandError(Exception):
@@ -86,7 +87,8 @@ def _cmd_quickstart(args: argparse.Namespace) -> None:
     tiny = args.tiny or os.environ.get(TINY_ENV, "") not in ("", "0")
     out = args.out or Path("runs/quickstart-tiny" if tiny else "runs/quickstart")
     config = QuickstartConfig(out=out, tiny=tiny, workers=args.workers, seed=args.seed)
-    result = run_quickstart(config, on_stage=lambda text: print(f"== {text}", flush=True))
+    result = run_quickstart(config, on_stage=(lambda text: None) if args.quiet
+                            else lambda text: print(f"== {text}", flush=True))
     summary = result.train_summary
     print(f"\nquickstart{' (tiny)' if tiny else ''} done:")
     print(f"  demos       {result.demos}   (imitate demos info {result.demos})")
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "unseen by it")
     tasks.add_argument("--suite-version", type=int, default=None, metavar="V",
                        help="suite version to list (default: the current one)")
+    add_quiet(tasks, "progress (it has none)")
     tasks.set_defaults(handler=_cmd_tasks)
 
     from imitate.data.commands import add_demos_commands
@@ -171,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     quick.add_argument("--workers", type=int, default=2, metavar="W",
                        help="demo recording processes (default: 2)")
     quick.add_argument("--seed", type=int, default=0, metavar="S", help="root seed (default: 0)")
+    add_quiet(quick, "stage")
     quick.set_defaults(handler=_cmd_quickstart)
     return parser
 
@@ -188,8 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, ValueError, OSError) as error:
         print(f"imitate: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("imitate: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as error:
+        print(f"imitate: interrupted{f': {error}' if str(error) else ''}", file=sys.stderr)
         return 130
     return 0
 

@@ -9,8 +9,11 @@ import time
 from pathlib import Path
 
 from imitate.evaluate import SPLITS, EpisodeResult, EvalConfig, evaluate
+from imitate.options import add_quiet
 
 _DEFAULTS = EvalConfig(checkpoint=Path("policy.pt"))
+#: The report folder's writer lock (``imitate.data.format.folder_lock``).
+EVAL_LOCK_NAME = ".eval.lock"
 
 
 def add_eval_commands(commands: argparse._SubParsersAction) -> None:
@@ -95,6 +98,7 @@ def add_render_command(commands: argparse._SubParsersAction) -> None:
                         help="add a strip under the video: the fixed queries' weights over the "
                         "blocks and the temporal attention over the demo's frames behind each "
                         "action (see 'imitate attention')")
+    add_quiet(parser, "progress (it has none)")
     parser.set_defaults(handler=_cmd_render)
 
 
@@ -114,6 +118,7 @@ def add_attention_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="folder for the figures (created)")
     _add_episode_options(parser)
+    add_quiet(parser, "progress (it has none)")
     parser.set_defaults(handler=_cmd_attention)
 
 
@@ -165,6 +170,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     from imitate import fast
     from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
+    from imitate.data.format import folder_lock
     from imitate.report import stage_rows, write_report
 
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
@@ -188,14 +194,15 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         bar.set_postfix_str(f"success {successes}/{bar.n}")
 
     start = time.perf_counter()
-    with bar, fast.using(config.fused) as attention:
-        results = evaluate(config, on_episode=update, checkpoint_data=data)
-    seconds = time.perf_counter() - start
-    timing = _timing(results, seconds, config.workers)
-    files = write_report(out, results, config=_config_json(config),
-                         checkpoint={"path": str(config.checkpoint), "step": saved.step,
-                                     "training": saved.training},
-                         timing=timing)
+    with folder_lock(out, EVAL_LOCK_NAME, "evaluation"):
+        with bar, fast.using(config.fused) as attention:
+            results = evaluate(config, on_episode=update, checkpoint_data=data)
+        seconds = time.perf_counter() - start
+        timing = _timing(results, seconds, config.workers)
+        files = write_report(out, results, config=_config_json(config),
+                             checkpoint={"path": str(config.checkpoint), "step": saved.step,
+                                         "training": saved.training},
+                             timing=timing)
     rows = stage_rows(results)
     print(f"{config.checkpoint} (step {saved.step}): {len(results)} episodes, "
           f"{config.episodes_per_task} per task, ensemble {config.ensemble}, seed {config.seed}, "

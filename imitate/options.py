@@ -26,3 +26,10 @@ def require_choices(config: object, choices: dict[str, Iterable[str]], prefix: s
         if value not in allowed:
             raise ValueError(f"unknown {flag(name, prefix)} {value!r}; choose "
                              f"{', '.join(allowed)}")
+
+
+def add_quiet(parser: object, progress: str = "progress") -> None:
+    """``--quiet`` on a sub-command: no ``progress`` output (results still print). Every
+    command takes it, so scripts can pass it to any of them."""
+    parser.add_argument("--quiet", action="store_true",  # type: ignore[attr-defined]
+                        help=f"no {progress} output (results still print)")

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from envs.tasks import parse_task
-from imitate.data.format import atomic_write_bytes
+from imitate.data.format import atomic_write_files
 from imitate.evaluate import FAILURE_CLASSES, EpisodeResult
 from imitate.novelty import NOVELTIES, seen_as, training_tasks
 
@@ -217,6 +217,13 @@ def _summary_rows(rows: Sequence[StageRow]) -> list[dict[str, Any]]:
 
 def plot(rows: Sequence[StageRow], folder: Path) -> list[Path]:
     """Write the two PNG plots; returns their paths."""
+    images = plot_images(rows, folder)
+    atomic_write_files(images)
+    return list(images)
+
+
+def plot_images(rows: Sequence[StageRow], folder: Path) -> dict[Path, bytes]:
+    """The two PNG plots' bytes, by the path they go to in ``folder``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,7 +247,7 @@ def plot(rows: Sequence[StageRow], folder: Path) -> list[Path]:
     axis.set(xlabel="number of stages", ylabel="success % (95% CI)", ylim=(-2, 102))
     axis.legend(fontsize=8)
     axis.grid(alpha=0.3)
-    _save(figure, paths[0])
+    images = {paths[0]: _png(figure)}
 
     figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4), dpi=100)
     labels = [f"{row.novelty}\n{row.split}\n{row.stages}" for row in rows]
@@ -252,8 +259,8 @@ def plot(rows: Sequence[StageRow], folder: Path) -> list[Path]:
     axis.set(xlabel="seen or unseen / split / number of stages", ylabel="% of episodes",
              ylim=(0, 100))
     axis.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _save(figure, paths[1])
-    return paths
+    images[paths[1]] = _png(figure)
+    return images
 
 
 def _relative(path: Path, folder: Path) -> str:
@@ -263,8 +270,8 @@ def _relative(path: Path, folder: Path) -> str:
         return str(path)
 
 
-def _save(figure: Any, path: Path) -> None:
-    """Write a figure as PNG atomically and release it."""
+def _png(figure: Any) -> bytes:
+    """A figure as PNG bytes; the figure is released."""
     import io
 
     import matplotlib.pyplot as plt
@@ -273,7 +280,7 @@ def _save(figure: Any, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def write_report(folder: Path, results: Sequence[EpisodeResult], *, config: dict[str, Any],
@@ -289,16 +296,19 @@ def write_report(folder: Path, results: Sequence[EpisodeResult], *, config: dict
               "episodes": episodes}
     files = {"json": folder / "report.json", "episodes_csv": folder / "episodes.csv",
              "summary_csv": folder / "summary.csv", "markdown": folder / "report.md"}
-    atomic_write_bytes(files["json"], json.dumps(report, indent=1).encode())
-    atomic_write_bytes(files["episodes_csv"], _csv_bytes(episodes))
-    atomic_write_bytes(files["summary_csv"], _csv_bytes(_summary_rows(rows)))
     title = f"Evaluation of {checkpoint.get('path', 'a policy')}"
     text = markdown(rows, title, tasks)
     videos = [Path(r.video) for r in results if r.video]
     if videos:
         text += "\n## Videos\n\n" + "".join(f"- [{v.name}]({_relative(v, folder)})\n"
                                             for v in videos)
-    atomic_write_bytes(files["markdown"], text.encode())
-    success_plot, outcome_plot = plot(rows, folder)
+    images = plot_images(rows, folder)
+    # All or nothing: every file is written to a temporary first, so a full disk leaves the
+    # earlier report whole.
+    atomic_write_files({files["json"]: json.dumps(report, indent=1).encode(),
+                        files["episodes_csv"]: _csv_bytes(episodes),
+                        files["summary_csv"]: _csv_bytes(_summary_rows(rows)),
+                        files["markdown"]: text.encode(), **images})
+    success_plot, outcome_plot = images
     files.update({"success_plot": success_plot, "outcome_plot": outcome_plot})
     return files

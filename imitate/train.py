@@ -23,6 +23,8 @@ import json
 import logging
 import math
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -43,7 +45,12 @@ from imitate.data import (
     holdout_split,
     verify_dataset,
 )
-from imitate.data.format import atomic_write_bytes, remove_temporaries
+from imitate.data.format import (
+    atomic_write_bytes,
+    folder_lock,
+    remove_temporaries,
+    write_error,
+)
 from imitate.model import (
     CONDITIONING_MODES,
     CONTEXT_FORMS,
@@ -67,6 +74,8 @@ DEVICES = ("auto", "cpu", "cuda")
 RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet", "compile")
 _POLICY_DEFAULTS = PolicyConfig()
 COMPILE_CHOICES = ("auto", "on", "off")
+#: The run folder's writer lock (``imitate.data.format.folder_lock``).
+LOCK_NAME = ".train.lock"
 #: ``--compile auto`` uses the fused kernel in runs of at least this many steps.
 COMPILE_AUTO_MIN_STEPS = 1000
 
@@ -304,8 +313,12 @@ class MetricsLog:
         atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
 
     def write(self, row: dict[str, float]) -> None:
-        self._file.write(json.dumps(row) + "\n")
-        self._file.flush()
+        """Append a row (a row cut short by a full disk is dropped when the run resumes)."""
+        try:
+            self._file.write(json.dumps(row) + "\n")
+            self._file.flush()
+        except OSError as error:
+            raise write_error(self.path, error) from error
         if self._board is not None:
             for key, value in row.items():
                 if key != "step":
@@ -353,6 +366,19 @@ def _env_metadata(dataset: DemoDataset) -> tuple[dict[str, Any], int]:
     return manifest.get("env", {}), int(manifest.get("suite_version", 0))
 
 
+def _read_run_config(path: Path) -> dict[str, Any]:
+    """A run's saved ``config.json``; ``ValueError`` naming the file when it is malformed."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); restore it, or start a new run "
+                         "in another --out") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{path} holds {type(saved).__name__}, not a run configuration; "
+                         "restore it, or start a new run in another --out")
+    return saved
+
+
 def _check_run_folder(config: TrainConfig) -> dict[str, Any] | None:
     """The saved config of a run to resume, or None for a new run; refuses clashes."""
     checkpoint = config.out / CHECKPOINT_NAME
@@ -366,7 +392,7 @@ def _check_run_folder(config: TrainConfig) -> dict[str, Any] | None:
         if saved_path.exists():
             logger.info("no checkpoint in %s yet: starting the run from step 0", config.out)
         return None
-    saved = json.loads(saved_path.read_text(encoding="utf-8")) if saved_path.exists() else {}
+    saved = _read_run_config(saved_path) if saved_path.exists() else {}
     mine = config.identity()
     clashes = [k for k in mine if k in saved and saved[k] != mine[k]
                and k not in RESUMABLE_CHANGES]
@@ -387,6 +413,18 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
     device = resolve_device(config.device)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
+    if config.resume and not any((config.out / name).exists()
+                                 for name in (CHECKPOINT_NAME, CONFIG_NAME)):
+        raise ValueError(f"--resume: {config.out} holds no run to resume (no {CHECKPOINT_NAME} "
+                         f"or {CONFIG_NAME}); check the path, or drop --resume to start a new "
+                         "run there")
+    with folder_lock(config.out, LOCK_NAME, "training run"):
+        return _train_locked(config, device, on_progress)
+
+
+def _train_locked(config: TrainConfig, device: torch.device,
+                  on_progress: Callable[[Progress], None] | None) -> TrainSummary:
+    """``train`` once the run folder's lock is held."""
     saved_config = _check_run_folder(config)
     with _open_dataset(config.demos) as dataset:
         _check_not_evaluation_data(config, dataset)
@@ -412,6 +450,37 @@ def _check_not_evaluation_data(config: TrainConfig, dataset: DemoDataset) -> Non
                            "on it would make those tasks seen; pass --allow-test-tasks to train "
                            "on it anyway (the checkpoint records it)")
     logger.warning("training on evaluation data (--allow-test-tasks): %s", "; ".join(problems))
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped a run after it saved a checkpoint (the message says where)."""
+
+
+class _Interrupts:
+    """SIGINT and SIGTERM during training: between optimisation steps they only set a flag, so
+    the loop saves a checkpoint of a consistent step and stops; while a DAgger round collects
+    (``collecting``) they interrupt at once (a round is redone or kept on resume). Installed
+    only in the main thread, where Python delivers signals."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self.collecting = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: object) -> None:
+        self.requested = signal.Signals(number).name
+        if self.collecting:
+            raise KeyboardInterrupt
 
 
 def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, Any] | None,
@@ -475,13 +544,27 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
     # CPU seconds (all threads) of batch assembly and optimisation steps since the run began,
     # without validation, checkpoints or DAgger collection: runs compare at equal CPU time.
     train_cpu = _resumed_cpu_seconds(config.out, step) if resuming else 0.0
+    interrupts = _Interrupts()
+    saved_step = step if resuming else -1
     try:
+        interrupts.__enter__()
         policy.train()
         while step < config.steps:
+            if interrupts.requested:
+                if step == 0:  # nothing learnt yet (and the first step initialises the layers)
+                    raise TrainingInterrupted(f"{interrupts.requested} before the first step; "
+                                              "nothing saved")
+                if saved_step != step:
+                    checkpoint(step)
+                raise TrainingInterrupted(f"{interrupts.requested} at step {step}: checkpoint "
+                                          f"saved in {config.out / CHECKPOINT_NAME}; continue "
+                                          "with --resume")
             if len(rounds) < len(round_starts) and step >= round_starts[len(rounds)]:
                 round_start = time.perf_counter()
+                interrupts.collecting = True
                 rounds.append(_dagger_round(config, len(rounds) + 1, policy, dataset,
                                             train_positions, on_progress, step))
+                interrupts.collecting = False
                 sampler = make_sampler(tuple(r for r in rounds if r is not None))
                 training_record["dagger_rounds"] = len(rounds)
                 collecting += time.perf_counter() - round_start
@@ -508,7 +591,9 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                 metrics.write(last)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
+                saved_step = step
     finally:
+        interrupts.__exit__()
         metrics.close()
         for collected in rounds:
             if collected is not None:

@@ -10,14 +10,17 @@ time. Each frame carries a header strip: the task, then per view its role, the s
 
 from __future__ import annotations
 
+import errno
 import functools
-import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from imitate.data.format import WriteError, atomic_file
 
 #: Control steps between rendered frames.
 RENDER_EVERY = 2
@@ -111,20 +114,44 @@ def compose(task: str, num_stages: int, views: Sequence[tuple[str, FrameRecorder
 
 
 def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) -> Path:
-    """Encode ``frames`` ((H, W, 3) uint8) as H.264 mp4, atomically (temporary file, rename)."""
+    """Encode ``frames`` ((H, W, 3) uint8) as H.264 mp4, atomically: into a temporary file that
+    must read back as an mp4 of every frame before it replaces ``path``. ffmpeg reports a full
+    disk only on its stderr (a file without its index still "succeeds"); here any failure raises
+    ``WriteError`` naming ``path`` and leaves an earlier file there unchanged."""
     import imageio.v2 as imageio
 
     if not frames:
         raise ValueError("no frames to write")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}.mp4")
-    try:
-        with imageio.get_writer(temporary, fps=fps, codec="libx264", quality=7,
-                                macro_block_size=8, ffmpeg_log_level="error") as writer:
-            for frame in frames:
-                writer.append_data(np.ascontiguousarray(frame, dtype=np.uint8))
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_file(path, suffix=".mp4") as temporary:
+        try:
+            with imageio.get_writer(temporary, fps=fps, codec="libx264", quality=7,
+                                    macro_block_size=8, ffmpeg_log_level="quiet") as writer:
+                for frame in frames:
+                    writer.append_data(np.ascontiguousarray(frame, dtype=np.uint8))
+        except OSError:
+            raise
+        except Exception as error:  # ffmpeg died (its pipe broke, it exited non-zero)
+            raise _video_error(path, temporary, str(error)) from error
+        _check_readable(path, temporary, len(frames))
     return path
+
+
+def _check_readable(path: Path, temporary: Path, count: int) -> None:
+    """Raise ``WriteError`` unless ``temporary`` opens as a video of ``count`` frames."""
+    import imageio_ffmpeg
+
+    try:
+        frames, _ = imageio_ffmpeg.count_frames_and_secs(str(temporary))
+    except Exception as error:  # no index ("moov atom not found"), truncated stream
+        raise _video_error(path, temporary, str(error).strip().splitlines()[-1:]) from error
+    if frames != count:
+        raise _video_error(path, temporary, f"it holds {frames} of {count} frames")
+
+
+def _video_error(path: Path, temporary: Path, cause: object) -> WriteError:
+    free = shutil.disk_usage(temporary.parent).free
+    detail = "no space left on device" if free < 1 << 20 else f"unreadable video ({cause})"
+    return WriteError(errno.ENOSPC if free < 1 << 20 else errno.EIO,
+                      f"could not write {path}: {detail}; any earlier {path.name} is unchanged")

@@ -22,6 +22,7 @@ from imitate.data.generate import (
     generate,
 )
 from imitate.data.verify import dataset_info, verify_dataset
+from imitate.options import add_quiet
 
 
 def add_demos_commands(commands: argparse._SubParsersAction) -> None:
@@ -58,10 +59,12 @@ def add_demos_commands(commands: argparse._SubParsersAction) -> None:
 
     verify = sub.add_parser("verify", help="check every shard against the manifest's sha256")
     verify.add_argument("dataset", type=Path, metavar="DIR")
+    add_quiet(verify, "progress (it has none)")
     verify.set_defaults(handler=_cmd_verify)
 
     info = sub.add_parser("info", help="tasks, demos, steps, size and parameters of a dataset")
     info.add_argument("dataset", type=Path, metavar="DIR")
+    add_quiet(info, "progress (it has none)")
     info.set_defaults(handler=_cmd_info)
 
 
@@ -150,3 +153,11 @@ def _cmd_info(args: argparse.Namespace) -> None:
     for index, task in enumerate(info.tasks):
         print(f"{index:>4}  {task.demos:>6}  {task.steps:>8}  {task.attempts - task.demos:>9}  "
               f"{task.layout}")
+    if info.damaged:
+        raise DatasetError(f"{info.root} is damaged: {len(info.damaged)} of {info.shards} shards "
+                           f"missing or of the wrong size ({info.damaged[0]}"
+                           f"{', ...' if len(info.damaged) > 1 else ''}); 'imitate demos verify "
+                           f"{info.root}' checks every checksum")
+    if not manifest.get("complete"):
+        raise DatasetError(f"{info.root} is incomplete ({info.shards} of {info.planned_shards} "
+                           "shards); rerun the 'demos generate' command above to finish it")

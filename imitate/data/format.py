@@ -19,6 +19,7 @@ Every file is written atomically: a temporary file in the same folder, ``fsync``
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -195,18 +196,135 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync folder)."""
-    tmp = _temporary(path)
+class WriteError(OSError):
+    """A file could not be written; the previous file at that path, if any, is unchanged."""
+
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno N]" prefix
+        return self.strerror or super().__str__()
+
+
+def write_error(path: Path, error: OSError) -> WriteError:
+    """One line naming the file and the cause (disk full, read-only, permission...)."""
+    cause = error.strerror or str(error) or type(error).__name__
+    return WriteError(error.errno, f"could not write {path}: {cause}; any earlier {path.name} "
+                      "is unchanged")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path in ``path``'s folder for a writer to fill; when the block ends
+    normally, fsync it, rename it over ``path`` and fsync the folder. On any failure the
+    temporary file is removed, ``path`` is left as it was, and an ``OSError`` becomes a
+    ``WriteError`` naming ``path``. ``suffix`` ends the temporary name (writers that pick a
+    format from it, such as ffmpeg)."""
+    path = Path(path)
+    tmp = _temporary(path).with_name(_temporary(path).name + suffix)
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        try:
+            yield tmp
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except WriteError:
+            raise
+        except OSError as error:
+            raise write_error(path, error) from error
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
+
+
+class FolderBusyError(OSError):
+    """Another process holds the folder's writer lock."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path, name: str, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (the file ``folder/name``) while writing into it.
+
+    A second writer gets ``FolderBusyError`` naming the holder (its pid and command line). The
+    lock is an ``flock``: it dies with its process, so a killed writer leaves no stale lock.
+    ``what`` names the writer in messages ("training run", "evaluation report"). A folder this
+    call created and nothing else wrote into is removed again on the way out, so a command that
+    fails its checks leaves no trace."""
+    import fcntl
+    import sys
+
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with _locked(folder / name, what, fcntl, sys.argv):
+            yield
+    finally:
+        if created and [p.name for p in folder.iterdir()] == [name]:
+            (folder / name).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+@contextlib.contextmanager
+def _locked(path: Path, what: str, fcntl: Any, argv: list[str]) -> Iterator[None]:
+    """``folder_lock``'s flock on ``path``, its holder's pid and command line written in it."""
+    folder = path.parent
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise FolderBusyError(errno.EBUSY, f"{folder} is in use by another {what} "
+                                  f"({holder}); wait for it to finish or choose another "
+                                  "folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}: {' '.join(argv)[:300]}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()
+
+
+def atomic_write_files(contents: Mapping[Path, bytes]) -> None:
+    """Write several files all or nothing: every temporary file is written and fsynced before
+    any is renamed into place; on a failure none is, the temporaries are removed, and a
+    ``WriteError`` names the file that failed."""
+    with contextlib.ExitStack() as stack:
+        temporaries = {}
+        for path, data in contents.items():
+            tmp = stack.enter_context(_deferred(Path(path)))
+            try:
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            except OSError as error:
+                raise write_error(Path(path), error) from error
+            temporaries[Path(path)] = tmp
+        for path, tmp in temporaries.items():
+            os.replace(tmp, path)
+        for folder in {path.parent for path in temporaries}:
+            _fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def _deferred(path: Path) -> Iterator[Path]:
+    """A temporary path for ``path``, removed on the way out unless it was renamed."""
+    tmp = _temporary(path)
+    try:
+        yield tmp
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync folder)."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
 
 
 def remove_temporaries(folder: Path) -> int:
@@ -266,6 +384,8 @@ def write_shard(path: Path, header: Mapping[str, Any], demos: Iterable[Demo]) ->
             os.fsync(handle.fileno())
         size, digest = tmp.stat().st_size, sha256_file(tmp)
         os.replace(tmp, path)
+    except OSError as error:
+        raise write_error(path, error) from error
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(path.parent)
@@ -342,6 +462,9 @@ def load_manifest(root: Path) -> dict[str, Any]:
     manifest is not JSON or not of this format, or its format version is not supported.
     """
     root = Path(root)
+    if root.is_file():
+        raise DatasetError(f"{root} is a file, not a dataset folder: pass the folder that holds "
+                           f"its {MANIFEST_NAME}")
     if not root.is_dir():
         raise DatasetError(f"{root}: no such dataset folder")
     path = manifest_path(root)
@@ -358,7 +481,53 @@ def load_manifest(root: Path) -> dict[str, Any]:
     if version != FORMAT_VERSION:
         raise DatasetError(f"{root}: dataset format version {version!r} is not supported "
                            f"(this imitate reads version {FORMAT_VERSION})")
+    check_manifest_fields(path, manifest)
     return manifest
+
+
+#: Shard entry fields that are counts or indices (integers >= 0).
+_COUNT_FIELDS = ("task_index", "shard_index", "first_demo", "num_demos", "steps", "attempts",
+                 "bytes")
+
+
+def check_manifest_fields(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Raise ``DatasetError`` naming ``path`` and the first malformed field: the shard list and
+    each entry's types, ranges and file (a ``.npz`` inside the shard folder)."""
+    def bad(where: str, expected: str, value: object) -> DatasetError:
+        return DatasetError(f"{path}: {where} must be {expected}, got {value!r}; the manifest "
+                            "is damaged (regenerate the dataset, or restore the file)")
+
+    if not isinstance(manifest.get("complete", False), bool):
+        raise bad("complete", "true or false", manifest.get("complete"))
+    shards = manifest.get("shards", [])
+    if not isinstance(shards, list):
+        raise bad("shards", "a list", shards)
+    for index, entry in enumerate(shards):
+        where = f"shards[{index}]"
+        if not isinstance(entry, dict):
+            raise bad(where, "an object", entry)
+        for name in (f.name for f in fields(ShardEntry)):
+            if name not in entry:
+                raise DatasetError(f"{path}: {where} has no {name!r}; the manifest is damaged "
+                                   "(regenerate the dataset, or restore the file)")
+        for name in _COUNT_FIELDS:
+            value = entry[name]
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise bad(f"{where}.{name}", "an integer >= 0", value)
+        for name in ("file", "task", "sha256"):
+            if not isinstance(entry[name], str):
+                raise bad(f"{where}.{name}", "a string", entry[name])
+        file = Path(entry["file"])
+        if file.is_absolute() or ".." in file.parts or file.parts[:1] != (SHARD_DIR,) \
+                or file.suffix != ".npz":
+            raise bad(f"{where}.file", f"a .npz file inside {SHARD_DIR}/", entry["file"])
+        if len(entry["sha256"]) != 64 or any(c not in "0123456789abcdef"
+                                             for c in entry["sha256"]):
+            raise bad(f"{where}.sha256", "64 hexadecimal digits", entry["sha256"])
+        failed = entry["failed"]
+        if not isinstance(failed, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in failed):
+            raise bad(f"{where}.failed", "a list of demo indices", failed)
 
 
 def shard_entries(manifest: Mapping[str, Any]) -> list[ShardEntry]:

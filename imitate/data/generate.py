@@ -14,13 +14,12 @@ failures in a row the run stops with an error (finished shards are kept).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import math
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -280,15 +279,9 @@ def _kept_entries(config: GenerateConfig, manifest: dict[str, Any]) -> dict[str,
     return kept
 
 
-@contextlib.contextmanager
-def _writer_lock(out: Path) -> Iterator[None]:
+def _writer_lock(out: Path) -> contextlib.AbstractContextManager[None]:
     """Hold an exclusive lock on the dataset while writing (released if the process dies)."""
-    with open(out / LOCK_NAME, "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            raise fmt.DatasetError(f"{out} is being written by another generate run") from error
-        yield
+    return fmt.folder_lock(out, LOCK_NAME, "demos generate run")
 
 
 def generate(config: GenerateConfig,

@@ -115,6 +115,9 @@ class DatasetInfo:
     planned_shards: int
     shard_bytes: int
     disk_bytes: int
+    #: Shards missing or not of their recorded size: "FILE: why" (sizes only; ``verify_dataset``
+    #: checks checksums).
+    damaged: list[str] = field(default_factory=list)
 
     @property
     def demos(self) -> int:
@@ -147,4 +150,18 @@ def dataset_info(root: Path) -> DatasetInfo:
     disk = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     return DatasetInfo(root=root, manifest=manifest, tasks=tasks, shards=len(entries),
                        planned_shards=len(_planned(manifest)) or len(entries),
-                       shard_bytes=sum(e.bytes for e in entries), disk_bytes=disk)
+                       shard_bytes=sum(e.bytes for e in entries), disk_bytes=disk,
+                       damaged=_wrong_sizes(root, entries))
+
+
+def _wrong_sizes(root: Path, entries: list[fmt.ShardEntry]) -> list[str]:
+    """Shards absent or of another size than their manifest entry records (cheap: no read)."""
+    damaged = []
+    for entry in entries:
+        path = root / entry.file
+        if not path.is_file():
+            damaged.append(f"{entry.file}: missing")
+        elif path.stat().st_size != entry.bytes:
+            damaged.append(f"{entry.file}: {path.stat().st_size} bytes, the manifest records "
+                           f"{entry.bytes}")
+    return damaged

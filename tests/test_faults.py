@@ -1,0 +1,317 @@
+"""Fault injection: a full disk never leaves a broken file in place of a good one, a busy folder
+is never written by a second writer, and each says so in one line."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import one_line_error, run_cli
+
+from imitate.data.format import folder_lock
+from imitate.eval_commands import EVAL_LOCK_NAME
+from imitate.train import LOCK_NAME as TRAIN_LOCK
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``folder`` (root only; the test is skipped elsewhere)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    folder.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs."""
+    with small_disk(tmp_path / "disk", "256k") as mount:
+        yield mount
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MiB tmpfs."""
+    with small_disk(tmp_path / "disk", "64m") as mount:
+        yield mount
+
+
+def contents(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` but the filler, by relative path."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != "filler"}
+
+
+def assert_full_disk_error(done: subprocess.CompletedProcess[str], folder: Path) -> None:
+    """Exit 2 with one error line: could not write a file under ``folder``, disk full (after
+    any warnings the command logs on the way, such as a shard it makes again)."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert all(line.startswith("WARNING ") for line in lines[:-1]), done.stderr
+    lines = lines[-1:]
+    assert lines[0].startswith(f"imitate: error: could not write {folder}/"), lines[0]
+    assert "No space left on device" in lines[0] and "is unchanged" in lines[0], lines[0]
+
+
+def fill(folder: Path, leave: int) -> None:
+    """Fill the disk holding ``folder`` until ``leave`` bytes are free."""
+    free = shutil.disk_usage(folder).free
+    (folder / "filler").write_bytes(b"\0" * max(0, free - leave))
+
+
+def render(out: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli("render", "--expert", "--task", "ab", "--out", str(out), "--every", "8",
+                   "--size", "96")
+
+
+def test_render_on_a_full_disk_fails_in_one_line_and_keeps_the_earlier_video(
+        tiny_disk: Path, tmp_path: Path) -> None:
+    good = tmp_path / "good.mp4"
+    done = render(good)
+    assert done.returncode == 0, done.stderr
+    video = tiny_disk / "v.mp4"
+    shutil.copyfile(good, video)
+    before = video.read_bytes()
+    fill(tiny_disk, leave=len(before) // 4)  # room for the header, not the whole video
+    done = render(video)
+    assert done.returncode == 2, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == [f"imitate: error: could not write {video}: no space left on device; any "
+                     "earlier v.mp4 is unchanged"], done.stderr
+    assert "outcome" not in done.stdout
+    assert video.read_bytes() == before
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler", "v.mp4"]  # no temporary
+
+
+def train(demos: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("train", "--demos", str(demos), "--out", str(out), "--steps", "2",
+                   "--tasks-per-batch", "2", "--pairs-per-task", "4", "--quiet", *extra)
+
+
+def test_a_second_training_run_on_a_busy_folder_is_refused_and_changes_nothing(
+        tiny_demos: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert train(tiny_demos, run, "--seed", "0").returncode == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir() if not p.name.startswith(".")}
+    with folder_lock(run, TRAIN_LOCK, "training run"):  # a first run, still writing
+        done = train(tiny_demos, run, "--seed", "1", "--resume", "--steps", "4")
+    one_line_error(done, str(run), "in use by another training run", f"pid {os.getpid()}")
+    assert {p.name: p.read_bytes() for p in run.iterdir() if not p.name.startswith(".")} == before
+    # The holder is gone (its flock died with it): the lock file left behind is no obstacle.
+    done = train(tiny_demos, run, "--seed", "0", "--resume", "--steps", "4")
+    assert done.returncode == 0, done.stderr
+
+
+def test_an_evaluation_into_a_busy_report_folder_is_refused(tiny_policy: Path,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    with folder_lock(out, EVAL_LOCK_NAME, "evaluation"):
+        done = run_cli("eval", "--checkpoint", str(tiny_policy), "--tasks", "ab",
+                       "--episodes-per-task", "1", "--ensemble", "1", "--workers", "1",
+                       "--no-expert", "--compile", "off", "--out", str(out), "--quiet")
+    one_line_error(done, str(out), "in use by another evaluation")
+    assert not (out / "report.json").exists()
+
+
+def test_resume_of_a_folder_without_a_run_is_an_error(tiny_demos: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-run"
+    one_line_error(train(tiny_demos, missing, "--resume"), str(missing),
+                   "holds no run to resume", "drop --resume")
+    assert not missing.exists()
+
+
+def test_every_command_accepts_quiet() -> None:
+    import argparse
+
+    from imitate.cli import build_parser
+
+    def commands(parser: argparse.ArgumentParser, prefix: str) -> Iterator[tuple[str, object]]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    nested = any(isinstance(a, argparse._SubParsersAction) for a in sub._actions)
+                    if nested:
+                        yield from commands(sub, f"{prefix}{name} ")
+                    else:
+                        yield f"{prefix}{name}", sub
+
+    found = dict(commands(build_parser(), ""))
+    assert {"tasks", "demos generate", "demos verify", "demos info", "train", "eval", "render",
+            "attention", "quickstart"} <= set(found)
+    assert [name for name, sub in found.items()
+            if "--quiet" not in sub._option_string_actions] == []
+
+
+def test_a_checkpoint_whose_weights_changed_is_refused(tiny_policy: Path, tmp_path: Path) -> None:
+    import torch
+
+    payload = torch.load(tiny_policy, weights_only=True)
+    assert len(payload["model_state_sha256"]) == 64
+    name = sorted(payload["model_state"])[0]
+    payload["model_state"][name].view(-1)[0] += 1e-3  # a flipped weight that still unpickles
+    damaged = tmp_path / "policy.pt"
+    torch.save(payload, damaged)
+    one_line_error(run_cli("eval", "--checkpoint", str(damaged), "--tasks", "ab"), str(damaged),
+                   "is damaged", "checksum")
+
+
+def test_a_checkpoint_holding_code_is_refused_without_advice_to_unpickle_it(
+        tmp_path: Path) -> None:
+    import collections
+
+    import torch
+
+    bad = tmp_path / "policy.pt"
+    torch.save({"format": "imitate-policy", "odd": collections.OrderedDict(a=object)}, bad)
+    done = run_cli("eval", "--checkpoint", str(bad), "--tasks", "ab")
+    one_line_error(done, str(bad), "not a readable checkpoint", "never loads")
+    assert "weights_only" not in done.stderr
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_training_run_saves_its_step_and_resumes(
+        tiny_demos: Path, tmp_path: Path, number: signal.Signals) -> None:
+    import sys
+    import time
+
+    import torch
+
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "imitate.cli", "train", "--demos", str(tiny_demos), "--out",
+               str(run), "--steps", "100000", "--tasks-per-batch", "2", "--pairs-per-task", "4",
+               "--log-every", "1", "--checkpoint-every", "100000", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = run / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(number)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    line = stderr.strip().splitlines()[-1]
+    assert line.startswith(f"imitate: interrupted: {number.name} at step ")
+    assert line.endswith(f"checkpoint saved in {run / 'policy.pt'}; continue with --resume")
+    step = int(line.split(" at step ")[1].split(":")[0])
+    assert step >= 3
+    assert torch.load(run / "policy.pt", weights_only=True)["step"] == step
+    done = run_cli("train", "--demos", str(tiny_demos), "--out", str(run), "--steps",
+                   str(step + 2), "--tasks-per-batch", "2", "--pairs-per-task", "4", "--log-every",
+                   "1", "--checkpoint-every", "100000", "--resume", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert torch.load(run / "policy.pt", weights_only=True)["step"] == step + 2
+
+
+def copy_dataset(source: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "demos"
+    shutil.copytree(source, target)
+    return target
+
+
+def test_demos_info_reports_a_missing_or_cut_shard_and_exits_non_zero(tiny_demos: Path,
+                                                                      tmp_path: Path) -> None:
+    assert run_cli("demos", "info", str(tiny_demos)).returncode == 0
+    damaged = copy_dataset(tiny_demos, tmp_path)
+    shards = sorted((damaged / "shards").iterdir())
+    shards[0].write_bytes(shards[0].read_bytes()[:-10])
+    done = run_cli("demos", "info", str(damaged))
+    one_line_error(done, str(damaged), "is damaged", f"shards/{shards[0].name}",
+                   "imitate demos verify")
+    shards[0].unlink()
+    one_line_error(run_cli("demos", "info", str(damaged)), "missing")
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("bytes", "x", ("shards[0].bytes", "an integer >= 0", "'x'")),
+    ("num_demos", -1, ("shards[0].num_demos", "an integer >= 0")),
+    ("steps", 2.5, ("shards[0].steps", "an integer >= 0")),
+    ("task_index", True, ("shards[0].task_index", "an integer >= 0")),
+    ("file", "../../etc/passwd", ("shards[0].file", "inside shards/")),
+    ("file", 7, ("shards[0].file", "a string")),
+    ("sha256", "abc", ("shards[0].sha256", "64 hexadecimal digits")),
+    ("failed", "none", ("shards[0].failed", "a list of demo indices")),
+    ("task", None, ("shards[0].task", "a string")),
+])
+def test_every_malformed_manifest_field_is_one_line_naming_it(
+        tiny_demos: Path, tmp_path: Path, field: str, value: object,
+        words: tuple[str, ...]) -> None:
+    import json
+
+    damaged = copy_dataset(tiny_demos, tmp_path)
+    manifest_path = damaged / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["shards"][0][field] = value
+    manifest_path.write_text(json.dumps(manifest))
+    for command in (("demos", "info", str(damaged)), ("demos", "verify", str(damaged)),
+                    ("train", "--demos", str(damaged), "--out", str(tmp_path / "run"),
+                     "--steps", "1", "--quiet")):
+        done = run_cli(*command)
+        one_line_error(done, str(manifest_path), *words)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_manifest_field_and_a_file_for_a_folder_are_one_line(tiny_demos: Path,
+                                                                       tmp_path: Path) -> None:
+    import json
+
+    damaged = copy_dataset(tiny_demos, tmp_path)
+    manifest = json.loads((damaged / "manifest.json").read_text())
+    del manifest["shards"][1]["sha256"]
+    (damaged / "manifest.json").write_text(json.dumps(manifest))
+    one_line_error(run_cli("demos", "info", str(damaged)), "shards[1] has no 'sha256'")
+    one_line_error(run_cli("train", "--demos", str(damaged / "manifest.json"), "--out",
+                           str(tmp_path / "run")), "is a file, not a dataset folder")
+
+
+def test_training_on_a_full_disk_keeps_the_earlier_checkpoint(tiny_demos: Path,
+                                                              disk: Path) -> None:
+    run = disk / "run"
+    assert train(tiny_demos, run).returncode == 0
+    fill(disk, leave=16 * 1024)
+    before = contents(disk)
+    done = train(tiny_demos, run, "--resume", "--steps", "4")
+    assert_full_disk_error(done, run)
+    after = contents(disk)
+    # metrics.jsonl only grew (the rows of steps whose checkpoint failed: a resume drops them)
+    metrics = "run/metrics.jsonl"
+    assert after.pop(metrics).startswith(before.pop(metrics))
+    assert after == before
+
+
+def test_an_evaluation_on_a_full_disk_keeps_the_earlier_report_whole(tiny_policy: Path,
+                                                                     disk: Path) -> None:
+    out = disk / "report"
+    command = ("eval", "--checkpoint", str(tiny_policy), "--tasks", "ab", "--episodes-per-task",
+               "1", "--ensemble", "1", "--workers", "1", "--no-expert", "--compile", "off",
+               "--out", str(out), "--quiet")
+    assert run_cli(*command).returncode == 0
+    fill(disk, leave=24 * 1024)  # room for some report files, not all
+    before = contents(disk)
+    assert_full_disk_error(run_cli(*command, "--seed", "1"), out)
+    assert contents(disk) == before
+
+
+def test_generating_demos_on_a_full_disk_keeps_the_earlier_shards(disk: Path) -> None:
+    out = disk / "demos"
+    command = ("demos", "generate", "--out", str(out), "--tasks", "ab", "--seed", "3",
+               "--per-task", "6", "--shard-size", "2", "--quiet")
+    assert run_cli(*command).returncode == 0
+    shards = sorted((out / "shards").iterdir())
+    shards[-1].unlink()  # a shard to make again, onto a full disk
+    fill(disk, leave=8 * 1024)
+    before = contents(disk)
+    assert_full_disk_error(run_cli(*command), out)
+    assert contents(disk) == before
