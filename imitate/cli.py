@@ -179,6 +179,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(error: Exception) -> str:
+    """One line for an error: an operating-system error names its file and says what went
+    wrong without Python's ``[Errno N]`` prefix (ours already read that way)."""
+    if isinstance(error, OSError) and type(error).__str__ is OSError.__str__ and error.strerror:
+        if error.filename is None:
+            return error.strerror
+        target = f" -> {error.filename2}" if error.filename2 is not None else ""
+        return f"{error.filename}{target}: {error.strerror}"
+    return str(error)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -190,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
         return 0
     except (CommandError, ValueError, OSError) as error:
-        print(f"imitate: error: {error}", file=sys.stderr)
+        print(f"imitate: error: {_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
         print(f"imitate: interrupted{f': {error}' if str(error) else ''}", file=sys.stderr)

@@ -49,7 +49,6 @@ from imitate.data.format import (
     atomic_write_bytes,
     folder_lock,
     remove_temporaries,
-    write_error,
 )
 from imitate.model import (
     CONDITIONING_MODES,
@@ -296,36 +295,40 @@ class Progress:
 
 
 class MetricsLog:
-    """Append-only JSONL metrics (and TensorBoard scalars when ``tensorboard`` is installed)."""
+    """JSONL metrics, one row per line (and TensorBoard scalars when ``tensorboard`` is
+    installed). Each row rewrites the whole file atomically (a few hundred bytes a row), so a
+    full disk never leaves a row cut in half: the file holds every row or the previous ones."""
 
     def __init__(self, folder: Path, resume_step: int):
         self.path = folder / METRICS_NAME
-        self._truncate_after(resume_step)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._lines = self._kept_lines(resume_step)
+        if self.path.exists():
+            self._save()
         self._board = _tensorboard(folder)
 
-    def _truncate_after(self, step: int) -> None:
-        """Drop rows logged after the checkpoint a resumed run restarts from."""
+    def _kept_lines(self, step: int) -> list[str]:
+        """Rows up to the checkpoint a resumed run restarts from (later ones are dropped)."""
         if not self.path.exists():
-            return
-        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+            return []
+        return [line for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and _row_step(line) is not None and _row_step(line) <= step]
-        atomic_write_bytes(self.path, "".join(line + "\n" for line in kept).encode())
+
+    def _save(self) -> None:
+        atomic_write_bytes(self.path, "".join(line + "\n" for line in self._lines).encode())
 
     def write(self, row: dict[str, float]) -> None:
-        """Append a row (a row cut short by a full disk is dropped when the run resumes)."""
+        self._lines.append(json.dumps(row))
         try:
-            self._file.write(json.dumps(row) + "\n")
-            self._file.flush()
-        except OSError as error:
-            raise write_error(self.path, error) from error
+            self._save()
+        except OSError:
+            self._lines.pop()
+            raise
         if self._board is not None:
             for key, value in row.items():
                 if key != "step":
                     self._board.add_scalar(key, value, int(row["step"]))
 
     def close(self) -> None:
-        self._file.close()
         if self._board is not None:
             self._board.close()
 
@@ -376,6 +379,15 @@ def _read_run_config(path: Path) -> dict[str, Any]:
     if not isinstance(saved, dict):
         raise ValueError(f"{path} holds {type(saved).__name__}, not a run configuration; "
                          "restore it, or start a new run in another --out")
+    reference = TrainConfig(demos=Path("."), out=Path(".")).to_json()
+    for name, value in saved.items():
+        expected = reference.get(name)
+        if expected is None or value is None or name == "compile":
+            continue  # unknown to this version, optional and unset, or (compile) once a bool
+        kinds = (int, float) if type(expected) is float else (type(expected),)
+        if isinstance(value, bool) != isinstance(expected, bool) or not isinstance(value, kinds):
+            raise ValueError(f"{path}: {name} must be {type(expected).__name__}, got "
+                             f"{value!r}; restore the file, or start a new run in another --out")
     return saved
 
 
@@ -588,10 +600,11 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                 if validation is not None:
                     last.update(_validate(policy, validation, config.conditioning, device,
                                           generator))
-                metrics.write(last)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
                 saved_step = step
+            if last.get("step") == step:  # after the checkpoint: a full disk then changes neither
+                metrics.write(last)
     finally:
         interrupts.__exit__()
         metrics.close()

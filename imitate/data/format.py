@@ -289,6 +289,27 @@ def _locked(path: Path, what: str, fcntl: Any, argv: list[str]) -> Iterator[None
             handle.truncate()
 
 
+#: The lock ``demos generate`` holds on a dataset while it writes.
+GENERATE_LOCK = ".generate.lock"
+
+
+def lock_holder(folder: Path, name: str) -> str | None:
+    """Who holds ``folder_lock(folder, name)`` now ("pid N: command"), or None when nobody
+    does (checked without waiting, and without taking the lock)."""
+    import fcntl
+
+    path = folder / name
+    if not path.is_file():
+        return None
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None
+
+
 def atomic_write_files(contents: Mapping[Path, bytes]) -> None:
     """Write several files all or nothing: every temporary file is written and fsynced before
     any is renamed into place; on a failure none is, the temporaries are removed, and a

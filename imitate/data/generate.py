@@ -35,7 +35,7 @@ from imitate.options import require_positive_ints
 logger = logging.getLogger(__name__)
 
 #: File holding the dataset's writer lock while ``generate`` runs.
-LOCK_NAME = ".generate.lock"
+LOCK_NAME = fmt.GENERATE_LOCK
 DEFAULT_SHARD_SIZE = 50
 DEFAULT_MAX_ATTEMPTS = 50
 

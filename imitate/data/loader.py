@@ -49,6 +49,10 @@ class DemoDataset:
             raise ValueError(f"max_open_shards must be >= 1, got {max_open_shards}")
         self.root = Path(root)
         self.manifest = fmt.load_manifest(self.root)
+        writer = fmt.lock_holder(self.root, fmt.GENERATE_LOCK)
+        if writer is not None:
+            raise fmt.DatasetError(f"{self.root} is still being written by 'demos generate' "
+                                   f"({writer}); wait for it to finish")
         self.max_open_shards = max_open_shards
         self.verify = verify
         self._entries: dict[str, list[fmt.ShardEntry]] = {}
