@@ -19,6 +19,7 @@ A re-run keeps the runs that already reached the budget and restarts the others 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import subprocess
@@ -28,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run from a checkout without installing
+
+from imitate.data.format import atomic_write_bytes  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -135,8 +139,8 @@ def analyse(settings: list[Setting], out: Path) -> dict:
             "val_acc_at_steps": window_mean(rows, "val_acc_all", "step", steps),
         })
     result = {"equal_cpu_s": cpu, "equal_steps": steps, "window": WINDOW, "runs": table}
-    (out / "study.json").write_text(json.dumps(result, indent=2))
-    (out / "study.md").write_text(markdown(result))
+    atomic_write_bytes(out / "study.json", json.dumps(result, indent=2).encode())
+    atomic_write_bytes(out / "study.md", markdown(result).encode())
     plot(settings, runs, out / "curves.png")
     return result
 
@@ -182,7 +186,9 @@ def plot(settings: list[Setting], runs: dict[str, list[dict]], path: Path) -> No
         axis.grid(alpha=0.3)
     figure.suptitle("Equal CPU time (left) and equal steps (right); same data, seed and batch")
     figure.tight_layout()
-    figure.savefig(path, dpi=90)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    atomic_write_bytes(path, buffer.getvalue())
     plt.close(figure)
 
 

@@ -14,12 +14,15 @@ samples per CPU second. An interrupted run resumes (a finished one is read as it
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 from dropout_study import read_metrics, smooth
+
+from imitate.data.format import atomic_write_bytes
 
 PATHS = (("eager", "off"), ("fused", "on"))
 #: The control: the eager path on 2 threads, whose matrix products sum in another order. Float
@@ -118,7 +121,9 @@ def plot(runs: dict[str, list[dict]], path: Path, conditioning: str) -> None:
                     "alone parts runs after ~500 steps")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=90)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    atomic_write_bytes(path, buffer.getvalue())
     plt.close(figure)
 
 
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = [label for label, _ in PATHS] + ([CONTROL[0]] if args.control else [])
     runs = {label: read_metrics(args.out / label) for label in labels}
     report = table(runs, args.out, args.every)
-    (args.out / "comparison.md").write_text(report + "\n")
+    atomic_write_bytes(args.out / "comparison.md", (report + "\n").encode())
     plot(runs, args.figure or args.out / "curves.png", args.conditioning)
     print(report)
     return 0
