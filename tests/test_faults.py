@@ -254,20 +254,40 @@ def test_demos_info_reports_a_missing_or_cut_shard_and_exits_non_zero(tiny_demos
 def test_every_malformed_manifest_field_is_one_line_naming_it(
         tiny_demos: Path, tmp_path: Path, field: str, value: object,
         words: tuple[str, ...]) -> None:
-    damaged = copy_dataset(tiny_demos, tmp_path)
-    manifest_path = damaged / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    """Every reader goes through ``load_manifest``: checked here in-process for each field, and
+    through three commands for one field below."""
+    from imitate.data.format import DatasetError, load_manifest
+
+    damaged = damage_manifest(tiny_demos, tmp_path, field, value)
+    with pytest.raises(DatasetError) as caught:
+        load_manifest(damaged)
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(str(damaged / "manifest.json"))
+    assert all(word in message for word in words), message
+
+
+def test_a_malformed_manifest_field_stops_info_verify_and_train_in_one_line(
+        tiny_demos: Path, tmp_path: Path) -> None:
+    damaged = damage_manifest(tiny_demos, tmp_path, "bytes", "x")
+    for command in (("demos", "info", str(damaged)), ("demos", "verify", str(damaged)),
+                    ("train", "--demos", str(damaged), "--out", str(tmp_path / "run"),
+                     "--steps", "1", "--quiet")):
+        one_line_error(run_cli(*command), str(damaged / "manifest.json"), "shards[0].bytes",
+                       "an integer >= 0", "'x'")
+    assert not (tmp_path / "run").exists()
+
+
+def damage_manifest(source: Path, tmp_path: Path, field: str, value: object) -> Path:
+    """A copy of the dataset whose manifest has ``field`` (top level, or of the first shard
+    entry) set to ``value``."""
+    damaged = copy_dataset(source, tmp_path)
+    manifest = json.loads((damaged / "manifest.json").read_text())
     if field in ("shards", "complete"):
         manifest[field] = value
     else:
         manifest["shards"][0][field] = value
-    manifest_path.write_text(json.dumps(manifest))
-    for command in (("demos", "info", str(damaged)), ("demos", "verify", str(damaged)),
-                    ("train", "--demos", str(damaged), "--out", str(tmp_path / "run"),
-                     "--steps", "1", "--quiet")):
-        done = run_cli(*command)
-        one_line_error(done, str(manifest_path), *words)
-    assert not (tmp_path / "run").exists()
+    (damaged / "manifest.json").write_text(json.dumps(manifest))
+    return damaged
 
 
 def test_a_missing_manifest_field_and_a_file_for_a_folder_are_one_line(tiny_demos: Path,
@@ -382,15 +402,31 @@ def test_a_malformed_run_config_is_named(tiny_demos: Path, tmp_path: Path) -> No
 
 @pytest.mark.parametrize(("name", "value"), [("steps", "x"), ("seed", True), ("lr", "fast"),
                                              ("tasks_per_batch", 2.5), ("conditioning", 3)])
-def test_a_run_config_field_of_the_wrong_type_is_named(tiny_demos: Path, tmp_path: Path,
-                                                       name: str, value: object) -> None:
+def test_a_run_config_field_of_the_wrong_type_is_named(tmp_path: Path, name: str,
+                                                       value: object) -> None:
+    from imitate.train import _read_run_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"steps": 4, "seed": 0, name: value}))
+    with pytest.raises(ValueError) as caught:
+        _read_run_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: {name} must be") and repr(value) in message, message
+    path.write_text(json.dumps({"steps": 4, "seed": 0, "lr": 1, "compile": False}))
+    assert _read_run_config(path)["lr"] == 1  # an int for a float, 0.7's bool compile: fine
+
+
+def test_a_run_config_field_of_the_wrong_type_stops_a_resume(tiny_demos: Path,
+                                                             tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert train(tiny_demos, run).returncode == 0
     saved = json.loads((run / "config.json").read_text())
-    saved[name] = value
+    saved["steps"] = "x"
     (run / "config.json").write_text(json.dumps(saved))
+    before = contents(run)
     one_line_error(train(tiny_demos, run, "--resume", "--steps", "4"), str(run / "config.json"),
-                   f"{name} must be", repr(value))
+                   "steps must be", "'x'")
+    assert contents(run) == before
 
 
 def test_two_training_processes_on_one_folder_one_is_refused(tiny_demos: Path,
