@@ -185,6 +185,13 @@ def plot(settings: list[Setting], runs: dict[str, list[dict]], path: Path) -> No
     for axis in axes.flat:
         axis.grid(alpha=0.3)
     figure.suptitle("Equal CPU time (left) and equal steps (right); same data, seed and batch")
+    save_png(figure, path)
+
+
+def save_png(figure: object, path: Path) -> None:
+    """Lay out ``figure``, write it to ``path`` as PNG atomically and release it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)

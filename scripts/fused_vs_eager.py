@@ -14,13 +14,12 @@ samples per CPU second. An interrupted run resumes (a finished one is read as it
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from dropout_study import read_metrics, smooth
+from dropout_study import read_metrics, save_png, smooth
 
 from imitate.data.format import atomic_write_bytes
 
@@ -119,12 +118,8 @@ def plot(runs: dict[str, list[dict]], path: Path, conditioning: str) -> None:
         axis.grid(alpha=0.3)
     figure.suptitle(f"Same data, seed and batches ({conditioning} conditioning): float rounding "
                     "alone parts runs after ~500 steps")
-    figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=90)
-    atomic_write_bytes(path, buffer.getvalue())
-    plt.close(figure)
+    save_png(figure, path)
 
 
 def main(argv: list[str] | None = None) -> int:
