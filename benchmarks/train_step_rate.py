@@ -27,15 +27,19 @@ def synthetic_batch(tasks: int, pairs: int, blocks: int, frames: int, seed: int 
     """A ``TensorBatch`` of random values: demos (tasks, frames, blocks, 3) m, observations
     (tasks * pairs, blocks, 3) m, labels (tasks * pairs, 4) bin indices."""
     from imitate import actions
-    from imitate.model import Demo
     from imitate.train import TensorBatch
+
+    try:
+        from imitate.model import DemoBatch
+    except ImportError:  # imitate < 0.9 named it Demo
+        from imitate.model import Demo as DemoBatch
 
     rng = np.random.default_rng(seed)
     gripper = np.eye(2, dtype=np.float32)[rng.integers(0, 2, (tasks, frames))]
-    demo = Demo(torch.from_numpy(rng.normal(0, 0.2, (tasks, frames, blocks, 3))
-                                 .astype(np.float32)),
-                torch.from_numpy(gripper), torch.ones(tasks, blocks, dtype=torch.bool),
-                torch.ones(tasks, frames, dtype=torch.bool))
+    demo = DemoBatch(torch.from_numpy(rng.normal(0, 0.2, (tasks, frames, blocks, 3))
+                                      .astype(np.float32)),
+                     torch.from_numpy(gripper), torch.ones(tasks, blocks, dtype=torch.bool),
+                     torch.ones(tasks, frames, dtype=torch.bool))
     rows = tasks * pairs
     return TensorBatch(
         demo=demo,

@@ -53,7 +53,8 @@ MAX_BLOCK_SPEED = 5.0
 WRONG_MOVE = "wrong_move"
 MANIPULATION_FAILURE = "manipulation_failure"
 RECOVERABLE_FAILURE = "recoverable_failure"
-FAILURE_CLASSES = (WRONG_MOVE, MANIPULATION_FAILURE, RECOVERABLE_FAILURE)
+#: Every failure class, in the order reports list them (``failure_class`` holds the precedence).
+FAILURE_CLASSES = (RECOVERABLE_FAILURE, MANIPULATION_FAILURE, WRONG_MOVE)
 
 NO_SUPPORT = -1
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from imitate import actions
-from imitate.model import Demo, OneShotPolicy, conditioning_indices
+from imitate.model import DemoBatch, OneShotPolicy, conditioning_indices
 
 if TYPE_CHECKING:
-    from imitate.data.format import Demo as StoredDemo
+    from imitate.data.format import Demo
 
 
 class OneShotAgent:
@@ -47,7 +47,7 @@ class OneShotAgent:
         mode = policy.config.conditioning
         frames = conditioning_indices(len(demo_blocks), list(stage_ends), mode)
         k = self.num_blocks
-        demo = Demo(
+        demo = DemoBatch(
             blocks=self._tensor(np.asarray(demo_blocks)[frames][None, :, :k]),  # (1, T', K, 3)
             gripper=self._tensor(np.asarray(demo_gripper)[frames][None]),  # (1, T', 2)
             block_mask=torch.ones(1, k, dtype=torch.bool, device=self.device),  # (1, K)
@@ -83,7 +83,7 @@ class OneShotAgent:
         return actions.from_bins(indices)
 
 
-def agent_for_demo(policy: OneShotPolicy, demo: StoredDemo, *, ensemble: int = 10, seed: int = 0
+def agent_for_demo(policy: OneShotPolicy, demo: Demo, *, ensemble: int = 10, seed: int = 0
                    ) -> OneShotAgent:
     """An agent conditioned on a stored demo (``imitate.data.Demo``)."""
     return OneShotAgent(policy, demo.blocks, demo.gripper, demo.block_mask[0], demo.stage_ends,

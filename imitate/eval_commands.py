@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from envs.predicates import FAILURE_CLASSES
 from imitate.evaluate import SPLITS, EpisodeResult, EvalConfig, evaluate
 from imitate.options import add_quiet
 
@@ -209,12 +210,11 @@ def _cmd_eval(args: argparse.Namespace) -> None:
           f"{seconds:.0f} s ({timing['episodes_per_s']:.2f} episodes/s, "
           f"{config.workers} workers, {attention.describe()})")
     print(f"{'tasks':<7} {'split':<6} {'stages':>6} {'episodes':>8} {'policy success':>16} "
-          f"{'expert':>8}  failures (recoverable / manipulation / wrong move)")
+          f"{'expert':>8}  failures ({' / '.join(OUTCOME_TITLES[f] for f in FAILURE_CLASSES)})")
     for row in rows:
         policy = row.outcomes["success"]
         expert = f"{100 * row.expert.value:.1f}%" if row.expert else "-"
-        fails = " / ".join(str(row.outcomes[name].count) for name in
-                           ("recoverable_failure", "manipulation_failure", "wrong_move"))
+        fails = " / ".join(str(row.outcomes[name].count) for name in FAILURE_CLASSES)
         print(f"{row.novelty:<7} {row.split:<6} {row.stages:>6} {row.episodes:>8} "
               f"{100 * policy.value:>15.1f}% {expert:>8}  {fails}")
     print("(unseen: the task's class, the task up to relabelling of its blocks, is not among the "

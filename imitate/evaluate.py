@@ -41,7 +41,6 @@ from imitate.options import require_positive_ints
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "test", "all")
-FAILURE_CLASSES = ("recoverable_failure", "manipulation_failure", "wrong_move")
 #: Attempts allowed to record one conditioning demo before the evaluation gives up.
 DEMO_ATTEMPTS = 50
 

@@ -692,7 +692,7 @@ class DemoEncoding:
 
 
 @dataclass
-class Demo:
+class DemoBatch:
     """A batch of demonstrations, end-padded in time.
 
     blocks (B, T, K, 3) float, gripper (B, T, 2) float, block_mask (B, K) bool,
@@ -710,10 +710,11 @@ class Demo:
     def lengths(self) -> Tensor:
         return self.frame_mask.sum(1)
 
-    def select(self, indices: Tensor, valid: Tensor) -> Demo:
+    def select(self, indices: Tensor, valid: Tensor) -> DemoBatch:
         """Frames ``indices`` (B, T~) of each demo; ``valid`` (B, T~) marks real ones."""
-        return Demo(gather_frames(self.blocks, indices), gather_frames(self.gripper, indices),
-                    self.block_mask, valid & gather_frames(self.frame_mask, indices), indices)
+        return DemoBatch(gather_frames(self.blocks, indices),
+                         gather_frames(self.gripper, indices), self.block_mask,
+                         valid & gather_frames(self.frame_mask, indices), indices)
 
 
 class OneShotPolicy(nn.Module):
@@ -726,7 +727,7 @@ class OneShotPolicy(nn.Module):
         self.context_net = ContextNetwork(self.config)
         self.manipulation_net = ManipulationNetwork(self.config)
 
-    def subsample(self, demo: Demo, generator: torch.Generator | None = None) -> Demo:
+    def subsample(self, demo: DemoBatch, generator: torch.Generator | None = None) -> DemoBatch:
         """Temporal dropout for ``full`` conditioning; other modes use the demo as given."""
         if self.config.conditioning != "full" or self.config.keep_fraction >= 1.0:
             return demo
@@ -734,7 +735,7 @@ class OneShotPolicy(nn.Module):
                                           self.config.min_kept_frames)
         return demo.select(indices.to(demo.blocks.device), valid.to(demo.blocks.device))
 
-    def encode(self, demo: Demo) -> DemoEncoding:
+    def encode(self, demo: DemoBatch) -> DemoEncoding:
         """Embed (already subsampled) demo frames: run once per episode at inference."""
         blocks = demo.blocks * self.config.position_scale  # (B, T, K, 3)
         embedding = self.demo_net(blocks, demo.gripper, demo.block_mask, demo.frame_mask)
@@ -753,7 +754,7 @@ class OneShotPolicy(nn.Module):
         context = self.context_net(blocks, gripper, block_mask, encoding)
         return self.manipulation_net(context)
 
-    def forward(self, demo: Demo, blocks: Tensor, gripper: Tensor, block_mask: Tensor,
+    def forward(self, demo: DemoBatch, blocks: Tensor, gripper: Tensor, block_mask: Tensor,
                 pairs_per_demo: int = 1) -> Tensor:
         """Training pass: each demo conditions ``pairs_per_demo`` consecutive observation rows.
 
@@ -780,13 +781,13 @@ class OneShotPolicy(nn.Module):
         return (axis_loss.sum(1) + grip_loss).mean()
 
     @torch.no_grad()
-    def ensemble_encoding(self, demo: Demo, copies: int, generator: torch.Generator
+    def ensemble_encoding(self, demo: DemoBatch, copies: int, generator: torch.Generator
                           ) -> DemoEncoding:
         """Encode ``copies`` independently subsampled versions of ONE demo as one batch (paper:
         an ensemble of 10 downsampled demos, action distributions averaged)."""
-        batch = Demo(demo.blocks.expand(copies, *demo.blocks.shape[1:]),
-                     demo.gripper.expand(copies, *demo.gripper.shape[1:]),
-                     demo.block_mask.expand(copies, -1), demo.frame_mask.expand(copies, -1))
+        batch = DemoBatch(demo.blocks.expand(copies, *demo.blocks.shape[1:]),
+                          demo.gripper.expand(copies, *demo.gripper.shape[1:]),
+                          demo.block_mask.expand(copies, -1), demo.frame_mask.expand(copies, -1))
         return self.encode(self.subsample(batch, generator))
 
     @torch.no_grad()

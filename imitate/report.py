@@ -31,9 +31,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from envs.predicates import FAILURE_CLASSES
 from envs.tasks import parse_task
 from imitate.data.format import atomic_write_files
-from imitate.evaluate import FAILURE_CLASSES, EpisodeResult
+from imitate.evaluate import EpisodeResult
 from imitate.novelty import NOVELTIES, seen_as, training_tasks
 
 #: z for a two-sided 95% interval.

@@ -54,7 +54,7 @@ from imitate.model import (
     CONDITIONING_MODES,
     CONTEXT_FORMS,
     TEMPORAL_SCORINGS,
-    Demo,
+    DemoBatch,
     OneShotPolicy,
     PolicyConfig,
     data_dependent_init,
@@ -216,12 +216,12 @@ def resolve_device(name: str) -> torch.device:
 class TensorBatch:
     """A ``Batch`` on the device, trimmed to the largest task's block count ``K``.
 
-    demo: B conditioning demos (``Demo``, frames chosen by the conditioning mode); blocks
+    demo: B conditioning demos (``DemoBatch``, frames chosen by the conditioning mode); blocks
     (B * P, K, 3), gripper (B * P, 2), block_mask (B * P, K) observations; labels (B * P, 4) bin
     indices (``actions.to_bins``). Trimming padded block slots is exact: padding has no effect.
     """
 
-    demo: Demo
+    demo: DemoBatch
     blocks: torch.Tensor
     gripper: torch.Tensor
     block_mask: torch.Tensor
@@ -239,7 +239,8 @@ def to_tensors(batch: Batch, conditioning: str, device: torch.device) -> TensorB
         return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
     block_mask = batch.block_mask[:, :k]  # (B, K)
-    demo = Demo(put(demo_blocks[:, :, :k]), put(demo_gripper), put(block_mask), put(frame_mask))
+    demo = DemoBatch(put(demo_blocks[:, :, :k]), put(demo_gripper), put(block_mask),
+                     put(frame_mask))
     return TensorBatch(
         demo=demo,
         blocks=put(batch.obs_blocks[:, :, :k].reshape(b * p, k, 3)),  # (B*P, K, 3)

@@ -12,7 +12,7 @@ from imitate import actions
 from imitate.model import (
     CONTEXT_FORMS,
     TEMPORAL_SCORINGS,
-    Demo,
+    DemoBatch,
     OneShotPolicy,
     PolicyConfig,
     conditioning_indices,
@@ -26,7 +26,7 @@ from imitate.model import (
 K = 10
 
 
-def make_demo(num_blocks: int, frames: int, seed: int, batch: int = 1) -> Demo:
+def make_demo(num_blocks: int, frames: int, seed: int, batch: int = 1) -> DemoBatch:
     g = torch.Generator().manual_seed(seed)
     blocks = torch.zeros(batch, frames, K, 3)
     blocks[:, :, :num_blocks] = torch.randn(batch, frames, num_blocks, 3, generator=g) * 0.2
@@ -35,7 +35,7 @@ def make_demo(num_blocks: int, frames: int, seed: int, batch: int = 1) -> Demo:
     gripper[..., 0], gripper[..., 1] = (~closed).float(), closed.float()
     block_mask = torch.zeros(batch, K, dtype=torch.bool)
     block_mask[:, :num_blocks] = True
-    return Demo(blocks, gripper, block_mask, torch.ones(batch, frames, dtype=torch.bool))
+    return DemoBatch(blocks, gripper, block_mask, torch.ones(batch, frames, dtype=torch.bool))
 
 
 def make_observation(num_blocks: int, seed: int) -> tuple[torch.Tensor, ...]:
@@ -79,7 +79,7 @@ def test_pairs_share_their_demo_exactly_as_repeated_demos_would(policy: OneShotP
     g = torch.Generator().manual_seed(22)
     blocks, gripper = torch.randn(6, K, 3, generator=g) * 0.2, torch.tensor([[0.0, 1.0]] * 6)
     mask = demo.block_mask.repeat_interleave(3, 0)
-    repeated = Demo(*(x.repeat_interleave(3, 0) for x in
+    repeated = DemoBatch(*(x.repeat_interleave(3, 0) for x in
                       (demo.blocks, demo.gripper, demo.block_mask, demo.frame_mask)))
     with torch.no_grad():
         shared = policy(demo, blocks, gripper, mask, pairs_per_demo=3)
@@ -93,7 +93,7 @@ def test_permuting_block_slots_leaves_the_action_unchanged(policy: OneShotPolicy
     demo = make_demo(4, 10, seed=3)
     blocks, gripper, mask = make_observation(4, seed=4)
     order = torch.tensor([2, 0, 3, 1, 4, 5, 6, 7, 8, 9])
-    permuted_demo = Demo(demo.blocks[:, :, order], demo.gripper, demo.block_mask[:, order],
+    permuted_demo = DemoBatch(demo.blocks[:, :, order], demo.gripper, demo.block_mask[:, order],
                          demo.frame_mask)
     with torch.no_grad():
         reference = policy(demo, blocks, gripper, mask)
@@ -110,11 +110,12 @@ def test_padding_has_no_effect(policy: OneShotPolicy) -> None:
     obs_small[0][:, 3:] = -3.0
     with torch.no_grad():
         alone = policy(small, *obs_small)
-        padded_small = Demo(torch.cat([small.blocks, small.blocks[:, -1:].expand(1, 4, K, 3)], 1),
-                            torch.cat([small.gripper, torch.full((1, 4, 2), 7.0)], 1),
-                            small.block_mask,
-                            torch.cat([small.frame_mask, torch.zeros(1, 4, dtype=torch.bool)], 1))
-        batch = Demo(*(torch.cat([a, b]) for a, b in zip(
+        padded_small = DemoBatch(
+            torch.cat([small.blocks, small.blocks[:, -1:].expand(1, 4, K, 3)], 1),
+            torch.cat([small.gripper, torch.full((1, 4, 2), 7.0)], 1),
+            small.block_mask,
+            torch.cat([small.frame_mask, torch.zeros(1, 4, dtype=torch.bool)], 1))
+        batch = DemoBatch(*(torch.cat([a, b]) for a, b in zip(
             (padded_small.blocks, padded_small.gripper, padded_small.block_mask,
              padded_small.frame_mask),
             (big.blocks, big.gripper, big.block_mask, big.frame_mask), strict=True)))
@@ -346,7 +347,7 @@ def test_position_scale_is_validated_and_only_rescales_the_input() -> None:
     decimetres = OneShotPolicy(PolicyConfig(conditioning="final", position_scale=10.0))
     decimetres.load_state_dict(metres.state_dict())
     demo, (blocks, gripper, mask) = make_demo(2, 4, seed=3), make_observation(2, seed=4)
-    ten_times = Demo(demo.blocks * 10.0, demo.gripper, demo.block_mask, demo.frame_mask)
+    ten_times = DemoBatch(demo.blocks * 10.0, demo.gripper, demo.block_mask, demo.frame_mask)
     with torch.no_grad():
         torch.testing.assert_close(decimetres.eval()(demo, blocks, gripper, mask),
                                    metres.eval()(ten_times, blocks * 10.0, gripper, mask))

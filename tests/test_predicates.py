@@ -39,7 +39,7 @@ def state(*xyz: list[float], free: list[bool] | None = None) -> tuple[np.ndarray
 
 
 def test_failure_classes() -> None:
-    assert FAILURE_CLASSES == ("wrong_move", "manipulation_failure", "recoverable_failure")
+    assert FAILURE_CLASSES == ("recoverable_failure", "manipulation_failure", "wrong_move")
 
 
 def test_correct_tower_is_success() -> None:

@@ -68,7 +68,7 @@ def test_the_shipped_policy_acts_as_it_did_in_0_6_0() -> None:
     default context network): a checkpoint of the 0.5 form loads as that form and acts the same."""
     import torch
 
-    from imitate.model import Demo
+    from imitate.model import DemoBatch
 
     saved = json.loads((Path(__file__).parent / "data" / "pretrained_logits_0.6.0.json")
                        .read_text())
@@ -78,7 +78,7 @@ def test_the_shipped_policy_acts_as_it_did_in_0_6_0() -> None:
     k = 5
     blocks = torch.rand(1, 30, k, 3, generator=g) * 0.4 - 0.2  # (1, T, K, 3) m
     gripper = torch.nn.functional.one_hot(torch.randint(0, 2, (1, 30), generator=g), 2).float()
-    demo = Demo(blocks, gripper, torch.ones(1, k, dtype=torch.bool),
+    demo = DemoBatch(blocks, gripper, torch.ones(1, k, dtype=torch.bool),
                 torch.ones(1, 30, dtype=torch.bool))
     observed = torch.rand(4, k, 3, generator=g) * 0.4 - 0.2  # (4, K, 3)
     grip = torch.tensor([[1.0, 0.0], [0.0, 1.0]] * 2)
