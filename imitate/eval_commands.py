@@ -172,7 +172,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     from imitate import fast
     from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
     from imitate.data.format import folder_lock
-    from imitate.report import stage_rows, write_report
+    from imitate.report import OUTCOME_TITLES, stage_rows, write_report
 
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
     out = args.out or _default_report_folder(args.checkpoint, "tasks" if tasks else args.split)
