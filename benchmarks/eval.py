@@ -1,6 +1,6 @@
 """Evaluation speed: episodes/s at 1 and 2 workers and where an episode's time goes.
 
-Runs ``imitate.evaluate.evaluate`` on ``--tasks`` with ``--episodes-per-task`` episodes, once per
+Runs ``imitate.evaluation.evaluate`` on ``--tasks`` with ``--episodes-per-task`` episodes, once per
 worker count, with ``--checkpoint`` (default: an untrained policy saved to a temporary folder;
 untrained policies rarely finish early, so every episode runs to its horizon, the slow case).
 Prints episodes/s, the scaling ratio, and the share of episode time spent choosing actions
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from imitate.checkpoint import save_checkpoint
-from imitate.evaluate import EvalConfig, evaluate
+from imitate.evaluation import EvalConfig, evaluate
 from imitate.model import OneShotPolicy, PolicyConfig
 
 

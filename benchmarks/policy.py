@@ -34,8 +34,8 @@ import torch
 
 from imitate import fast
 from imitate.agent import OneShotAgent
+from imitate.conditioning import CONDITIONING_MODES
 from imitate.model import (
-    CONDITIONING_MODES,
     CONTEXT_FORMS,
     TEMPORAL_SCORINGS,
     OneShotPolicy,

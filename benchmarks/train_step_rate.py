@@ -1,13 +1,14 @@
 """Steady-state training samples/s of one configuration, as JSON on stdout.
 
-Runs ``imitate.train._step`` (subsample, forward, loss, backward, Adamax) on one synthetic batch
-of real sizes: ``--tasks`` demos of ``--blocks`` cubes and ``--demo-frames`` frames (the frames
-the conditioning mode keeps before temporal dropout: the whole demo for ``full``, stage ends for
-``snapshot``, one for ``final``), ``--pairs`` observations per demo. Speed does not depend on the
-values. Warm-up steps (and any compilation) are timed apart from the measured steps.
+Runs ``imitate.training.train_step`` (subsample, forward, loss, backward, Adamax) on one synthetic
+batch of real sizes: ``--tasks`` demos of ``--blocks`` cubes and ``--demo-frames`` frames (the
+frames the conditioning mode keeps before temporal dropout: the whole demo for ``full``, stage ends
+for ``snapshot``, one for ``final``), ``--pairs`` observations per demo. Speed does not depend on
+the values. Warm-up steps (and any compilation) are timed apart from the measured steps.
 
-It uses only what imitate 0.5.0 already had, so ``benchmarks/policy.py`` runs it against the
-0.5.0 sources too (``PYTHONPATH`` pointing at them) for a side-by-side comparison.
+It uses only what imitate 0.5.0 already had (by that version's names, ``_step``, ``_initialise``
+and ``Demo``, where they have changed since), so ``benchmarks/policy.py`` runs it against the 0.5.0
+sources too (``PYTHONPATH`` pointing at them) for a side-by-side comparison.
 
     python benchmarks/train_step_rate.py --conditioning full --blocks 10 --demo-frames 1000 \\
         --threads 1 [--compile on|off]
@@ -16,32 +17,38 @@ It uses only what imitate 0.5.0 already had, so ``benchmarks/policy.py`` runs it
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import time
+from types import ModuleType
 
 import numpy as np
 import torch
 
 
+def training_module() -> ModuleType:
+    """``imitate.training`` (``imitate.train`` before 0.9, with a private step and initialiser)."""
+    try:
+        return importlib.import_module("imitate.training")
+    except ModuleNotFoundError:
+        return importlib.import_module("imitate.train")
+
+
 def synthetic_batch(tasks: int, pairs: int, blocks: int, frames: int, seed: int = 0) -> object:
     """A ``TensorBatch`` of random values: demos (tasks, frames, blocks, 3) m, observations
     (tasks * pairs, blocks, 3) m, labels (tasks * pairs, 4) bin indices."""
-    from imitate import actions
-    from imitate.train import TensorBatch
+    from imitate import actions, model
 
-    try:
-        from imitate.model import DemoBatch
-    except ImportError:  # imitate < 0.9 named it Demo
-        from imitate.model import Demo as DemoBatch
+    demo_batch = getattr(model, "DemoBatch", None) or model.Demo  # imitate < 0.9: Demo
 
     rng = np.random.default_rng(seed)
     gripper = np.eye(2, dtype=np.float32)[rng.integers(0, 2, (tasks, frames))]
-    demo = DemoBatch(torch.from_numpy(rng.normal(0, 0.2, (tasks, frames, blocks, 3))
-                                      .astype(np.float32)),
-                     torch.from_numpy(gripper), torch.ones(tasks, blocks, dtype=torch.bool),
-                     torch.ones(tasks, frames, dtype=torch.bool))
+    demo = demo_batch(torch.from_numpy(rng.normal(0, 0.2, (tasks, frames, blocks, 3))
+                                       .astype(np.float32)),
+                      torch.from_numpy(gripper), torch.ones(tasks, blocks, dtype=torch.bool),
+                      torch.ones(tasks, frames, dtype=torch.bool))
     rows = tasks * pairs
-    return TensorBatch(
+    return training_module().TensorBatch(
         demo=demo,
         blocks=torch.from_numpy(rng.normal(0, 0.2, (rows, blocks, 3)).astype(np.float32)),
         gripper=torch.from_numpy(np.eye(2, dtype=np.float32)[rng.integers(0, 2, rows)]),
@@ -54,7 +61,10 @@ def measure(conditioning: str, blocks: int, frames: int, threads: int, tasks: in
             warmup: int, steps: int, compile: bool | None) -> dict:
     """Samples/s over ``steps`` steps after ``warmup`` steps (which include any compiling)."""
     from imitate.model import OneShotPolicy, PolicyConfig
-    from imitate.train import _initialise, _step
+
+    training = training_module()
+    initialise_policy = getattr(training, "initialise_policy", None) or training._initialise
+    train_step = getattr(training, "train_step", None) or training._step
 
     torch.set_num_threads(threads)
     path, compile_seconds = "eager (0.5.0)", 0.0
@@ -68,15 +78,15 @@ def measure(conditioning: str, blocks: int, frames: int, threads: int, tasks: in
     optimizer = torch.optim.Adamax(policy.parameters(), lr=1e-3)
     generator = torch.Generator().manual_seed(0)
     batch = synthetic_batch(tasks, pairs, blocks, frames)
-    _initialise(policy, batch, generator)
+    initialise_policy(policy, batch, generator)
     policy.train()
     start = time.perf_counter()
     for _ in range(warmup):
-        _step(policy, optimizer, batch, generator)
+        train_step(policy, optimizer, batch, generator)
     warm = time.perf_counter() - start
     start = time.perf_counter()
     for _ in range(steps):
-        _step(policy, optimizer, batch, generator)
+        train_step(policy, optimizer, batch, generator)
     seconds = time.perf_counter() - start
     import imitate
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from imitate import actions
-from imitate.model import DemoBatch, OneShotPolicy, conditioning_indices
+from imitate.conditioning import conditioning_frames
+from imitate.model import DemoBatch, OneShotPolicy
 
 if TYPE_CHECKING:
     from imitate.data.format import Demo
@@ -45,7 +46,7 @@ class OneShotAgent:
         mask = np.asarray(block_mask).astype(bool)
         self.num_blocks = max(int(mask.sum()), 1)  # slots are the first n letters
         mode = policy.config.conditioning
-        frames = conditioning_indices(len(demo_blocks), list(stage_ends), mode)
+        frames = conditioning_frames(len(demo_blocks), list(stage_ends), mode)
         k = self.num_blocks
         demo = DemoBatch(
             blocks=self._tensor(np.asarray(demo_blocks)[frames][None, :, :k]),  # (1, T', K, 3)

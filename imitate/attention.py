@@ -29,9 +29,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
 
-from imitate.data.format import atomic_write_bytes
+import envs
+from envs.constants import CUBE_COLORS
+from envs.expert import DEFAULT_NOISE_STD, ScriptedExpert
+from imitate.agent import agent_for_demo
+from imitate.checkpoint import load_checkpoint
+from imitate.data.record import env_kwargs
+from imitate.data.seeds import Stream, demo_seeds
+from imitate.evaluation import record_conditioning_demo, run_policy
+from imitate.files import atomic_write_bytes
+from imitate.model import record_attention
+from imitate.options import check_episode_options
+from imitate.video import font
 
 FIGURE_DPI = 100
 #: Height of the strip ``imitate render --attention`` adds under each video frame (px).
@@ -78,9 +92,6 @@ class AttentionAgent:
 
     def __init__(self, policy: Any, demo: Any, layout: str, num_stages: int, *, ensemble: int,
                  seed: int):
-        from imitate.agent import agent_for_demo
-        from imitate.model import record_attention
-
         with record_attention() as maps:
             self.agent = agent_for_demo(policy, demo, ensemble=ensemble, seed=seed)
         k = self.agent.num_blocks
@@ -91,8 +102,6 @@ class AttentionAgent:
             demo_frames=self.agent.demo_frames, neighborhood=neighborhood)
 
     def act(self, observation: Mapping[str, np.ndarray]) -> np.ndarray:
-        from imitate.model import record_attention
-
         with record_attention() as maps:
             action = self.agent.act(observation)
         trace = self.trace
@@ -132,10 +141,6 @@ def trace_policy(policy: Any, demo: Any, layout: str, *, seed: int, episode: int
     seed`` for ``layout`` (its initial configuration and ensemble seed) with an
     ``AttentionAgent``; returns (trace, last info). ``on_step(env, info, done)`` also hears every
     step (a ``FrameRecorder``, say)."""
-    import envs
-    from imitate.data.seeds import Stream, demo_seeds
-    from imitate.evaluate import run_policy
-
     seeds = demo_seeds(seed, Stream.EVAL_EPISODE, layout, episode)
     agents: list[AttentionAgent] = []
     stages: list[int] = []
@@ -161,15 +166,6 @@ def attention_episode(checkpoint: str | Path, task: str, out: Path, *, seed: int
                       episode: int = 0, ensemble: int = 10) -> AttentionResult:
     """Trace the episode and write the figures, ``attention.npz`` and ``summary.json`` to
     ``out``. Raises ``ValueError`` (including ``CheckpointError``) on bad input."""
-    import gymnasium
-
-    import envs
-    from envs.expert import DEFAULT_NOISE_STD, ScriptedExpert
-    from imitate.checkpoint import load_checkpoint
-    from imitate.data.record import env_kwargs
-    from imitate.evaluate import record_conditioning_demo
-    from imitate.render import check_episode_options
-
     check_episode_options(seed=seed, episode=episode, ensemble=ensemble)
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -210,19 +206,9 @@ def attention_episode(checkpoint: str | Path, task: str, out: Path, *, seed: int
 
 
 # --- figures ---------------------------------------------------------------------------------
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save_png(path: Path, figure: Any) -> Path:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=FIGURE_DPI)
-    _pyplot().close(figure)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -259,10 +245,10 @@ def _temporal_panel(axis: Any, colour_axis: Any, trace: AttentionTrace, weights:
 
 def _panels(rows: int, heights: list[float], size: tuple[float, float]) -> tuple[Any, Any]:
     """A figure of ``rows`` panels sharing the x axis, each with a narrow colour-bar column."""
-    plt = _pyplot()
-    figure, axes = plt.subplots(rows, 2, figsize=size, squeeze=False,
-                                gridspec_kw={"height_ratios": heights, "width_ratios": [60, 1],
-                                             "wspace": 0.12})
+    figure = Figure(figsize=size)  # no pyplot: the caller's backend is left alone
+    axes = figure.subplots(rows, 2, squeeze=False,
+                           gridspec_kw={"height_ratios": heights, "width_ratios": [60, 1],
+                                        "wspace": 0.12})
     for axis in axes[1:, 0]:
         axis.sharex(axes[0, 0])
     for axis in axes[:-1, 0]:
@@ -316,12 +302,11 @@ def plot_temporal_steps(trace: AttentionTrace, title: str) -> Any:
 def plot_neighborhood(trace: AttentionTrace, title: str) -> Any:
     """Per demonstration-network layer: how much attention each block receives at each kept
     demo frame (averaged over the attending blocks and the heads), ensemble copy 1."""
-    plt = _pyplot()
     received = trace.neighborhood.mean(axis=(2, 3))  # (layers, T~, K)
     frames = trace.demo_frames[0]
     layers = received.shape[0]
-    figure, axes = plt.subplots(layers, 1, figsize=(11, 1.6 * layers + 1.2), sharex=True,
-                                squeeze=False)
+    figure = Figure(figsize=(11, 1.6 * layers + 1.2))
+    axes = figure.subplots(layers, 1, sharex=True, squeeze=False)
     for layer, axis in enumerate(axes[:, 0]):
         axis.imshow(received[layer].T, aspect="auto", cmap="viridis", vmin=0, vmax=1,
                     interpolation="nearest")
@@ -340,11 +325,6 @@ def attention_strip(trace: AttentionTrace, step: int, width: int) -> np.ndarray:
     """A (STRIP_HEIGHT, width, 3) uint8 strip showing the weights behind the action of control
     step ``step``: left, the two fixed queries' weights as cells in each block's colour; right,
     the last LSTM step's temporal attention over the demo's frames (stage ends marked)."""
-    from PIL import Image, ImageDraw
-
-    from envs.constants import CUBE_COLORS
-    from imitate.video import font
-
     index = min(max(step, 0), trace.steps - 1)
     fixed = trace.fixed[index].mean(1)  # (2, K)
     temporal = trace.temporal[index][-1].mean(0)  # (T,)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from imitate import actions
-from imitate.data.format import atomic_write_bytes
+from imitate.files import atomic_write_bytes
 from imitate.model import OneShotPolicy, PolicyConfig
 
 FORMAT = "imitate-policy"
@@ -77,8 +77,9 @@ def save_checkpoint(
     optimizer_state: dict[str, Any] | None = None,
     rng_state: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file in the same folder, fsync, rename); a
-    writer killed mid-way leaves at most a ``.NAME.tmp-PID`` file (``remove_temporaries``)."""
+    """Write a checkpoint atomically (``imitate.files``: temporary file in the same folder, fsync,
+    rename); a writer killed mid-way leaves at most a ``.NAME.tmp-PID`` file
+    (``imitate.files.remove_temporaries``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {

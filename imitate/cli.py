@@ -1,6 +1,11 @@
 """The ``imitate`` command line. Commands print; the libraries they call log.
 
 Every command fails with a one-line ``imitate: error: ...`` message and exit status 2 on bad input.
+
+This module is the only one that imports inside functions, on purpose: it is the program's main
+module, and every spawn worker (demo recording, evaluation) re-imports the main module before it
+can start. Kept light (no torch, no PyBullet), it lets a worker start in a fraction of a second, so
+an interrupt during start-up finds no worker half-way through loading torch.
 """
 
 from __future__ import annotations
@@ -79,8 +84,6 @@ def _print_seen_by(args: argparse.Namespace, suite: Any) -> None:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
-    import os
-
     import envs
     from imitate.quickstart import TINY_ENV, QuickstartConfig, run_quickstart
 

@@ -29,12 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 import numpy as np
 
+import envs
+from envs.expert import ScriptedExpert
+from imitate.agent import agent_for_demo
 from imitate.data import DemoDataset, append_shard, create_aggregate
 from imitate.data import format as fmt
 from imitate.data.record import env_kwargs
 from imitate.data.seeds import Stream, demo_seeds
+from imitate.episodes import pack_demo, play, reset
 from imitate.options import flag, require_positive_ints
 
 logger = logging.getLogger(__name__)
@@ -96,58 +101,37 @@ def completed_rounds(run: Path, rounds: int) -> list[Path]:
     return done
 
 
-def _segment(env: Any, expert: Any, agent: Any, rng: np.random.Generator, beta: float,
-             observation: dict[str, np.ndarray], stage: int, max_steps: int,
-             until_stage: int | None) -> tuple[list, list, list, list, bool]:
-    """Learner (mixed with the expert by ``beta``) from the env's current state, whose
-    observation and stage count are given; every state labelled by the expert. Returns
-    observations, stages, executed actions, labels and success."""
-    observations, stages, executed, labels = [observation], [stage], [], []
-    success = False
-    for _ in range(max_steps):
-        label = expert.act(env)
-        action = label if rng.random() < beta else agent.act(observation)
-        observation, _, terminated, truncated, info = env.step(action)
-        observations.append(observation)
-        stages.append(info["stage"])
-        executed.append(np.asarray(action, dtype=np.float32))
-        labels.append(np.asarray(label, dtype=np.float32))
-        reached = until_stage is not None and info["stage"] >= until_stage
-        success = bool(info["is_success"]) or reached
-        if terminated or truncated or reached:
-            break
-    return observations, stages, executed, labels, success
-
-
 def rollout_demo(env: Any, expert: Any, agent: Any, layout: str, seeds: Any, *, beta: float,
                  full: bool, index: int) -> fmt.Demo | None:
-    """One DAgger rollout as a ``Demo`` (None when the expert could not reach the start stage)."""
+    """One DAgger rollout as a ``Demo`` (None when the expert could not reach the start stage).
+
+    The clean expert first builds the start stage's stages; then the learner, mixed with the
+    expert by ``beta``, plays one stage (or, when ``full``, the rest of the episode), every state
+    labelled by the expert.
+    """
     rng = np.random.default_rng(seeds.noise_seed)
-    observation, info = env.reset(seed=seeds.env_seed, options={"task": layout})
+    observation, info = reset(env, layout, seeds.env_seed)
     num_stages = int(info["num_stages"])
     per_stage = env.unwrapped.horizon_per_stage
     start_stage = 0 if full else int(rng.integers(num_stages))
-    for _ in range(per_stage * start_stage):  # the clean expert builds the first stages
-        if info["stage"] >= start_stage:
-            break
-        observation, _, terminated, truncated, info = env.step(expert.act(env))
-        if terminated or truncated:
+    if info["stage"] < start_stage:  # the clean expert builds the first stages
+        built = play(env, lambda _: (expert.act(env), None), observation, info,
+                     max_steps=per_stage * start_stage,
+                     until=lambda step_info: step_info["stage"] >= start_stage)
+        if built.done or built.info["stage"] < start_stage:
             return None
-    if info["stage"] < start_stage:
-        return None
-    max_steps = per_stage * (num_stages - start_stage) if full else per_stage
-    until = None if full else start_stage + 1
-    observations, stages, executed, labels, success = _segment(
-        env, expert, agent, rng, beta, observation, int(info["stage"]), max_steps, until)
-    stage_array = np.asarray(stages, dtype=np.int8)
-    return fmt.Demo(
-        task=layout, index=index, attempt=0, success=success, env_seed=seeds.env_seed,
-        noise_seed=seeds.noise_seed,
-        blocks=np.stack([o["blocks"] for o in observations]).astype(np.float32),
-        block_mask=np.stack([o["block_mask"] for o in observations]).astype(np.int8),
-        gripper=np.stack([o["gripper"] for o in observations]).astype(np.float32),
-        stages=stage_array, actions=np.stack(executed), labels=np.stack(labels),
-        stage_ends=fmt.stage_ends(stage_array, num_stages))
+        observation, info = built.observations[-1], built.info
+
+    def mixed(observation: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        label = expert.act(env)
+        return (label if rng.random() < beta else agent.act(observation)), label
+
+    episode = play(env, mixed, observation, info,
+                   max_steps=per_stage * (num_stages - start_stage) if full else per_stage,
+                   until=None if full else lambda step_info: step_info["stage"] > start_stage)
+    return pack_demo(episode, task=layout, index=index, attempt=0,
+                     success=bool(episode.info["is_success"]) or episode.reached,
+                     env_seed=seeds.env_seed, noise_seed=seeds.noise_seed)
 
 
 def collect_round(run: Path, round_number: int, policy: Any, dataset: DemoDataset,
@@ -155,12 +139,6 @@ def collect_round(run: Path, round_number: int, policy: Any, dataset: DemoDatase
                   on_rollout: Callable[[int, int], None] | None = None) -> Path:
     """Collect round ``round_number`` into its own aggregate folder (remade from scratch if an
     earlier attempt was interrupted) and mark it complete; returns the folder."""
-    import gymnasium
-
-    import envs
-    from envs.expert import ScriptedExpert
-    from imitate.agent import agent_for_demo
-
     folder = round_folder(run, round_number)
     if folder.exists():
         shutil.rmtree(folder)

@@ -1,4 +1,5 @@
-"""The ``imitate eval`` command. It prints; ``imitate.evaluate`` and ``imitate.report`` do the work.
+"""The ``imitate eval`` command. It prints; ``imitate.evaluation`` and ``imitate.report`` do
+the work.
 """
 
 from __future__ import annotations
@@ -8,12 +9,22 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
 from envs.predicates import FAILURE_CLASSES
-from imitate.evaluate import SPLITS, EpisodeResult, EvalConfig, evaluate
+from imitate import fast
+from imitate.attention import attention_episode
+from imitate.checkpoint import is_pretrained, load_checkpoint, read_checkpoint_bytes
+from imitate.evaluation import SPLITS, EpisodeResult, EvalConfig, evaluate
+from imitate.files import folder_lock
 from imitate.options import add_quiet
+from imitate.render import render_episode
+from imitate.report import OUTCOME_TITLES, stage_rows, write_report
+from imitate.video import RENDER_EVERY, VIDEO_FPS
 
 _DEFAULTS = EvalConfig(checkpoint=Path("policy.pt"))
-#: The report folder's writer lock (``imitate.data.format.folder_lock``).
+#: The report folder's writer lock (``imitate.files.folder_lock``).
 EVAL_LOCK_NAME = ".eval.lock"
 
 
@@ -75,8 +86,6 @@ def _add_episode_options(parser: argparse.ArgumentParser) -> None:
 
 def add_render_command(commands: argparse._SubParsersAction) -> None:
     """Add ``render`` to the ``imitate`` sub-command set."""
-    from imitate.video import RENDER_EVERY, VIDEO_FPS
-
     parser = commands.add_parser(
         "render", help="render an episode (demo and rollout side by side) as mp4",
         description="Renders episode --episode of 'imitate eval --seed S' for one task: the "
@@ -124,8 +133,6 @@ def add_attention_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_attention(args: argparse.Namespace) -> None:
-    from imitate.attention import attention_episode
-
     _one_inference_thread()
     result = attention_episode(args.checkpoint, args.task, args.out, seed=args.seed,
                                episode=args.episode, ensemble=args.ensemble)
@@ -139,14 +146,10 @@ def _cmd_attention(args: argparse.Namespace) -> None:
 def _one_inference_thread() -> None:
     """Per-step inference is many small operations: 1 torch thread is fastest, and several
     threads slow to a crawl when other processes hold the cores (as evaluation workers do)."""
-    import torch
-
     torch.set_num_threads(1)
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
-    from imitate.render import render_episode
-
     _one_inference_thread()
     result = render_episode(None if args.expert else args.checkpoint, args.task, args.out,
                             seed=args.seed, episode=args.episode, ensemble=args.ensemble,
@@ -159,21 +162,12 @@ def _cmd_render(args: argparse.Namespace) -> None:
 def _default_report_folder(checkpoint: Path, name: str) -> Path:
     """``eval-NAME`` next to the checkpoint; in the current folder for the shipped policy, whose
     folder inside the installed package may not be writable."""
-    from imitate.checkpoint import is_pretrained
-
     if is_pretrained(checkpoint):
         return Path(f"eval-pretrained-{name}")
     return checkpoint.parent / f"eval-{name}"
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
-    from imitate import fast
-    from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
-    from imitate.data.format import folder_lock
-    from imitate.report import OUTCOME_TITLES, stage_rows, write_report
-
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
     out = args.out or _default_report_folder(args.checkpoint, "tasks" if tasks else args.split)
     config = EvalConfig(checkpoint=args.checkpoint, split=args.split, tasks=tasks,

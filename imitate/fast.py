@@ -35,6 +35,7 @@ from types import ModuleType
 
 import torch
 from torch import Tensor
+from torch.utils import cpp_extension
 
 logger = logging.getLogger(__name__)
 
@@ -128,8 +129,6 @@ def using(compile: bool) -> Iterator[CompileState]:
 
 def _build() -> ModuleType:
     """Compile (or load the cached build of) the kernel; raises when no toolchain works."""
-    from torch.utils import cpp_extension
-
     try:  # the ninja wheel (a dependency) puts its binary outside PATH unless a venv is active
         import ninja
 

@@ -43,8 +43,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imitate import actions, fast
+from imitate.conditioning import check_conditioning
 
-CONDITIONING_MODES = ("full", "snapshot", "final")
 TEMPORAL_SCORINGS = ("dot", "additive")
 #: ``module2``: the paper's context network (appendix B, Module 2); ``0.5``: the form imitate 0.2
 #: to 0.5 trained (kept so that their checkpoints load and act as they did; see ``ContextStep``).
@@ -113,9 +113,7 @@ class PolicyConfig:
         if self.context_form not in CONTEXT_FORMS:
             raise ValueError(f"context_form must be one of {CONTEXT_FORMS}, "
                              f"got {self.context_form!r}")
-        if self.conditioning not in CONDITIONING_MODES:
-            raise ValueError(f"conditioning must be one of {CONDITIONING_MODES}, "
-                             f"got {self.conditioning!r}")
+        check_conditioning(self.conditioning)
         if not (math.isfinite(self.position_scale) and self.position_scale > 0.0):
             raise ValueError(f"position_scale must be a positive number, got {self.position_scale}")
         if not 0.0 < self.keep_fraction <= 1.0:
@@ -803,24 +801,3 @@ class OneShotPolicy(nn.Module):
                              block_mask.expand(copies, -1))
         axis, grip = self.split_logits(logits)
         return axis.softmax(-1).mean(0), grip.softmax(-1).mean(0)
-
-
-def conditioning_indices(length: int, stage_ends: list[int], mode: str) -> list[int]:
-    """Demo frame indices a conditioning mode keeps (paper section 5.2).
-
-    Args:
-        length: frames in the demo.
-        stage_ends: frame index at which each stage was completed, in build order.
-        mode: ``full`` (every frame; temporal dropout then subsamples), ``snapshot`` (the last
-            frame of each stage) or ``final`` (the last frame).
-    """
-    if mode not in CONDITIONING_MODES:
-        raise ValueError(f"conditioning must be one of {CONDITIONING_MODES}, got {mode!r}")
-    if length < 1:
-        raise ValueError("a demonstration needs at least one frame")
-    if mode == "full":
-        return list(range(length))
-    if mode == "final":
-        return [length - 1]
-    ends = sorted({min(max(int(e), 0), length - 1) for e in stage_ends})
-    return ends if ends and ends[-1] == length - 1 else [*ends, length - 1]

@@ -33,3 +33,11 @@ def add_quiet(parser: object, progress: str = "progress") -> None:
     command takes it, so scripts can pass it to any of them."""
     parser.add_argument("--quiet", action="store_true",  # type: ignore[attr-defined]
                         help=f"no {progress} output (results still print)")
+
+
+def check_episode_options(*, seed: int, episode: int, ensemble: int) -> None:
+    """``ValueError`` unless the options naming an evaluation episode are valid."""
+    if episode < 0 or seed < 0:
+        raise ValueError("--seed and --episode must be >= 0")
+    if ensemble < 1:
+        raise ValueError(f"--ensemble must be at least 1, got {ensemble}")

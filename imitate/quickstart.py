@@ -28,10 +28,11 @@ from imitate.checkpoint import load_checkpoint
 from imitate.data import DemoDataset, GenerateConfig, generate, holdout_split, verify_dataset
 from imitate.data import format as fmt
 from imitate.data.generate import expert_version
-from imitate.evaluate import EpisodeResult, EvalConfig, evaluate
+from imitate.evaluation import EpisodeResult, EvalConfig, evaluate
 from imitate.render import render_episode
 from imitate.report import write_report
-from imitate.train import TrainConfig, TrainSummary, train
+from imitate.train_config import TrainConfig
+from imitate.training import TrainSummary, train
 
 logger = logging.getLogger(__name__)
 

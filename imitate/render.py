@@ -8,10 +8,23 @@ the scripted expert (without noise) acts instead of a policy.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium
+import numpy as np
+
+import envs
+from envs.expert import DEFAULT_NOISE_STD, ScriptedExpert
+from imitate.agent import agent_for_demo
+from imitate.attention import attention_strip, trace_policy
+from imitate.checkpoint import load_checkpoint
+from imitate.data.record import env_kwargs
+from imitate.data.seeds import Stream, demo_seeds
+from imitate.evaluation import record_conditioning_demo, run_expert, run_policy
+from imitate.options import check_episode_options
 from imitate.video import RENDER_EVERY, FrameRecorder, compose, write_mp4
 
 
@@ -25,32 +38,12 @@ class RenderResult:
     seconds: float
 
 
-def check_episode_options(*, seed: int, episode: int, ensemble: int) -> None:
-    """``ValueError`` unless the options naming an evaluation episode are valid."""
-    if episode < 0 or seed < 0:
-        raise ValueError("--seed and --episode must be >= 0")
-    if ensemble < 1:
-        raise ValueError(f"--ensemble must be at least 1, got {ensemble}")
-
-
 def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int = 0,
                    episode: int = 0, ensemble: int = 10, every: int = RENDER_EVERY,
                    size: int = 256, attention: bool = False) -> RenderResult:
     """Render the episode and write ``out`` (mp4); ``checkpoint`` None renders the expert.
     ``attention`` adds under each frame the policy's attention behind that step's action
     (``imitate.attention.attention_strip``)."""
-    import time
-
-    import gymnasium
-
-    import envs
-    from envs.expert import DEFAULT_NOISE_STD, ScriptedExpert
-    from imitate.agent import agent_for_demo
-    from imitate.checkpoint import load_checkpoint
-    from imitate.data.record import env_kwargs
-    from imitate.data.seeds import Stream, demo_seeds
-    from imitate.evaluate import record_conditioning_demo, run_expert, run_policy
-
     if every < 1:
         raise ValueError(f"--every must be at least 1, got {every}")
     check_episode_options(seed=seed, episode=episode, ensemble=ensemble)
@@ -77,8 +70,6 @@ def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int =
             info = run_expert(env, expert, layout, seeds.env_seed, rollout)
             role = "expert"
         elif attention:
-            from imitate.attention import trace_policy
-
             trace, info = trace_policy(policy, demo, layout, seed=seed, episode=episode,
                                        ensemble=ensemble, env=env, on_step=rollout)
             role = "policy"
@@ -103,10 +94,6 @@ def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int =
 def _with_attention(frames: list[Any], rollout: FrameRecorder, trace: Any) -> list[Any]:
     """Each composed frame with the attention strip of the rollout step it shows underneath
     (frames past the rollout's end, and the held end, show its last step)."""
-    import numpy as np
-
-    from imitate.attention import attention_strip
-
     width = frames[0].shape[1]
     out = []
     for index, frame in enumerate(frames):

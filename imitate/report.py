@@ -23,6 +23,7 @@ Intervals are Wilson score intervals at 95% (sound at 0% and 100% and for small 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections import defaultdict
@@ -31,10 +32,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from envs.predicates import FAILURE_CLASSES
 from envs.tasks import parse_task
-from imitate.data.format import atomic_write_files
-from imitate.evaluate import EpisodeResult
+from imitate.evaluation import EpisodeResult
+from imitate.files import atomic_write_files
 from imitate.novelty import NOVELTIES, seen_as, training_tasks
 
 #: z for a two-sided 95% interval.
@@ -187,8 +190,6 @@ def markdown(rows: Sequence[StageRow], title: str,
 
 
 def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
-    import io
-
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [])
     writer.writeheader()
@@ -225,14 +226,10 @@ def plot(rows: Sequence[StageRow], folder: Path) -> list[Path]:
 
 def plot_images(rows: Sequence[StageRow], folder: Path) -> dict[Path, bytes]:
     """The two PNG plots' bytes, by the path they go to in ``folder``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = [folder / "success_by_stages.png", folder / "outcomes_by_stages.png"]
     groups = list(dict.fromkeys((row.novelty, row.split) for row in rows))
-    figure, axis = plt.subplots(figsize=(6, 4), dpi=100)
+    figure = Figure(figsize=(6, 4), dpi=100)  # no pyplot: the caller's backend is left alone
+    axis = figure.subplots()
     for novelty, split in groups:
         mine = [row for row in rows if (row.novelty, row.split) == (novelty, split)]
         stages = [row.stages for row in mine]
@@ -250,7 +247,8 @@ def plot_images(rows: Sequence[StageRow], folder: Path) -> dict[Path, bytes]:
     axis.grid(alpha=0.3)
     images = {paths[0]: _png(figure)}
 
-    figure, axis = plt.subplots(figsize=(max(6, 0.6 * len(rows) + 2), 4), dpi=100)
+    figure = Figure(figsize=(max(6, 0.6 * len(rows) + 2), 4), dpi=100)
+    axis = figure.subplots()
     labels = [f"{row.novelty}\n{row.split}\n{row.stages}" for row in rows]
     bottom = [0.0] * len(rows)
     for name in OUTCOMES:
@@ -272,15 +270,10 @@ def _relative(path: Path, folder: Path) -> str:
 
 
 def _png(figure: Any) -> bytes:
-    """A figure as PNG bytes; the figure is released."""
-    import io
-
-    import matplotlib.pyplot as plt
-
+    """A figure (``matplotlib.figure.Figure``, outside pyplot) as PNG bytes."""
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
-    plt.close(figure)
     return buffer.getvalue()
 
 

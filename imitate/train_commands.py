@@ -1,4 +1,4 @@
-"""The ``imitate train`` command. It prints; ``imitate.train`` logs.
+"""The ``imitate train`` command. It prints; ``imitate.training`` logs.
 
 Options are generated from ``TrainConfig`` defaults so help and behaviour cannot drift apart.
 """
@@ -9,23 +9,23 @@ import argparse
 import sys
 from pathlib import Path
 
-from imitate.train import (
+from imitate.metrics import METRICS_NAME
+from imitate.train_config import (
     ALGORITHMS,
     COMPILE_AUTO_MIN_STEPS,
     COMPILE_CHOICES,
     DEVICES,
-    Progress,
     TrainConfig,
-    TrainSummary,
-    train,
 )
+from imitate.training import Progress, TrainSummary, train
 
 _DEFAULTS = TrainConfig(demos=Path("."), out=Path("."))
 
 
 def add_train_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``train`` to the ``imitate`` sub-command set."""
-    from imitate.model import CONDITIONING_MODES, CONTEXT_FORMS, TEMPORAL_SCORINGS
+    from imitate.conditioning import CONDITIONING_MODES
+    from imitate.model import CONTEXT_FORMS, TEMPORAL_SCORINGS
 
     parser = commands.add_parser(
         "train", help="train a one-shot policy on a demo dataset",
@@ -152,4 +152,4 @@ def _print_summary(config: TrainConfig, summary: TrainSummary) -> None:
     if config.algo == "dagger":
         print(f"  DAgger rounds collected: {summary.out / 'dagger'}")
     print(f"  checkpoint: {summary.checkpoint}")
-    print(f"  metrics: {summary.out / 'metrics.jsonl'}")
+    print(f"  metrics: {summary.out / METRICS_NAME}")

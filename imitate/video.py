@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import imageio.v2 as imageio
+import imageio_ffmpeg
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
-from imitate.data.format import WriteError, atomic_file
+from imitate.files import WriteError, atomic_file
 
 #: Control steps between rendered frames.
 RENDER_EVERY = 2
@@ -63,8 +66,6 @@ class FrameRecorder:
 @functools.lru_cache(maxsize=4)
 def font(size: int) -> Any:
     """Pillow's default font at ``size`` px (the bitmap font where FreeType is missing)."""
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow without FreeType: the fixed bitmap font
@@ -74,8 +75,6 @@ def font(size: int) -> Any:
 def _header(width: int, texts: Sequence[tuple[int, int, str, tuple[int, int, int]]]
             ) -> np.ndarray:
     """A (HEADER, width, 3) strip with ``(x, y, text, colour)`` texts written on it."""
-    from PIL import Image, ImageDraw
-
     strip = Image.new("RGB", (width, HEADER), (24, 24, 24))
     draw = ImageDraw.Draw(strip)
     text_font = font(12)
@@ -118,8 +117,6 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) ->
     must read back as an mp4 of every frame before it replaces ``path``. ffmpeg reports a full
     disk only on its stderr (a file without its index still "succeeds"); here any failure raises
     ``WriteError`` naming ``path`` and leaves an earlier file there unchanged."""
-    import imageio.v2 as imageio
-
     if not frames:
         raise ValueError("no frames to write")
     path = Path(path)
@@ -140,8 +137,6 @@ def write_mp4(path: Path, frames: Sequence[np.ndarray], fps: int = VIDEO_FPS) ->
 
 def _check_readable(path: Path, temporary: Path, count: int) -> None:
     """Raise ``WriteError`` unless ``temporary`` opens as a video of ``count`` frames."""
-    import imageio_ffmpeg
-
     try:
         frames, _ = imageio_ffmpeg.count_frames_and_secs(str(temporary))
     except Exception as error:  # no index ("moov atom not found"), truncated stream

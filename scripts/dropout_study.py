@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from imitate.data.format import atomic_write_bytes  # noqa: E402
+from imitate.files import atomic_write_bytes  # noqa: E402
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dropout_study import read_metrics, save_png, smooth
 
-from imitate.data.format import atomic_write_bytes
+from imitate.files import atomic_write_bytes
 
 PATHS = (("eager", "off"), ("fused", "on"))
 #: The control: the eager path on 2 threads, whose matrix products sum in another order. Float

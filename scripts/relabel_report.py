@@ -29,7 +29,7 @@ if str(ROOT) not in sys.path:  # run from a checkout without installing the pack
     sys.path.insert(0, str(ROOT))
 
 from imitate.checkpoint import load_checkpoint  # noqa: E402
-from imitate.evaluate import EpisodeResult  # noqa: E402
+from imitate.evaluation import EpisodeResult  # noqa: E402
 from imitate.novelty import novelty, trained_classes  # noqa: E402
 from imitate.report import write_report  # noqa: E402
 

@@ -10,7 +10,7 @@ from conftest import one_line_error, run_cli
 from test_eval import read_video
 
 from imitate.attention import STRIP_HEIGHT
-from imitate.evaluate import EvalConfig, evaluate
+from imitate.evaluation import EvalConfig, evaluate
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -14,9 +14,10 @@ from conftest import HOLDOUT_EVERY, one_line_error, run_cli
 
 from imitate.data import DemoDataset, PairSampler, Stream
 from imitate.data.seeds import stream_of
-from imitate.evaluate import EvalConfig, evaluate
+from imitate.evaluation import EvalConfig, evaluate
 from imitate.report import OUTCOMES, wilson_interval
-from imitate.train import TrainConfig, train
+from imitate.train_config import TrainConfig
+from imitate.training import train
 
 TIMING_FIELDS = {"policy_seconds", "env_seconds", "demo_seconds", "expert_seconds", "video"}
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import one_line_error, run_cli
 
-from imitate.data.format import folder_lock
 from imitate.eval_commands import EVAL_LOCK_NAME
-from imitate.train import LOCK_NAME as TRAIN_LOCK
+from imitate.files import folder_lock
+from imitate.train_config import LOCK_NAME as TRAIN_LOCK
 
 
 @contextlib.contextmanager
@@ -404,16 +404,16 @@ def test_a_malformed_run_config_is_named(tiny_demos: Path, tmp_path: Path) -> No
                                              ("tasks_per_batch", 2.5), ("conditioning", 3)])
 def test_a_run_config_field_of_the_wrong_type_is_named(tmp_path: Path, name: str,
                                                        value: object) -> None:
-    from imitate.train import _read_run_config
+    from imitate.train_config import read_run_config
 
     path = tmp_path / "config.json"
     path.write_text(json.dumps({"steps": 4, "seed": 0, name: value}))
     with pytest.raises(ValueError) as caught:
-        _read_run_config(path)
+        read_run_config(path)
     message = str(caught.value)
     assert message.startswith(f"{path}: {name} must be") and repr(value) in message, message
     path.write_text(json.dumps({"steps": 4, "seed": 0, "lr": 1, "compile": False}))
-    assert _read_run_config(path)["lr"] == 1  # an int for a float, 0.7's bool compile: fine
+    assert read_run_config(path)["lr"] == 1  # an int for a float, 0.7's bool compile: fine
 
 
 def test_a_run_config_field_of_the_wrong_type_stops_a_resume(tiny_demos: Path,

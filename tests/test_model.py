@@ -15,7 +15,6 @@ from imitate.model import (
     DemoBatch,
     OneShotPolicy,
     PolicyConfig,
-    conditioning_indices,
     data_dependent_init,
     dot_attention_weights,
     kept_frame_counts,
@@ -264,15 +263,6 @@ def test_ensemble_inference_is_deterministic_for_a_seed() -> None:
     axis, grip = results[0]
     assert axis.shape == (3, actions.NUM_BINS) and grip.shape == (actions.NUM_GRIPPER_CLASSES,)
     torch.testing.assert_close(axis.sum(-1), torch.ones(3))
-
-
-def test_conditioning_indices() -> None:
-    assert conditioning_indices(5, [1, 3], "full") == [0, 1, 2, 3, 4]
-    assert conditioning_indices(5, [1, 3], "snapshot") == [1, 3, 4]
-    assert conditioning_indices(5, [1, 4], "snapshot") == [1, 4]
-    assert conditioning_indices(5, [1, 3], "final") == [4]
-    with pytest.raises(ValueError, match="conditioning"):
-        conditioning_indices(5, [], "middle")
 
 
 def test_config_validation() -> None:

@@ -21,7 +21,8 @@ import envs
 from envs.tasks import parse_task
 from imitate.checkpoint import load_checkpoint
 from imitate.quickstart import held_out_accuracy
-from imitate.train import TrainConfig, train
+from imitate.train_config import TrainConfig
+from imitate.training import train
 
 
 def small_config(demos: Path, out: Path, **overrides: object) -> TrainConfig:

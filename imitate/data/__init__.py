@@ -27,19 +27,12 @@ from imitate.data.generate import (
     Progress,
     generate,
 )
-from imitate.data.loader import (
-    CONDITIONING_MODES,
-    Batch,
-    DemoDataset,
-    PairSampler,
-    holdout_split,
-)
+from imitate.data.loader import Batch, DemoDataset, PairSampler, holdout_split
 from imitate.data.record import DemoJob, DemoResult, make_env_and_expert, record_demo, rollout
 from imitate.data.seeds import DemoSeeds, Stream, demo_seeds
 from imitate.data.verify import DatasetInfo, VerifyReport, dataset_info, verify_dataset
 
 __all__ = [
-    "CONDITIONING_MODES",
     "FORMAT_VERSION",
     "Batch",
     "CorruptShardError",

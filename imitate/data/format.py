@@ -12,18 +12,14 @@ array (``d000012/blocks.npy``), deflated at level 1. The zip's central directory
 inflate one demo without reading the rest of its shard. Files are byte-deterministic: fixed member
 order, fixed timestamps (1980-01-01) and permissions, so the same demos give the same sha256.
 
-Every file is written atomically: a temporary file in the same folder, ``fsync``, ``rename``,
-``fsync`` of the folder. A reader therefore sees a complete shard or none.
+Every file is written atomically (``imitate.files``: a temporary file in the same folder,
+``fsync``, ``rename``, ``fsync`` of the folder), so a reader sees a complete shard or none.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import hashlib
 import io
 import json
-import os
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
@@ -32,15 +28,18 @@ from typing import Any
 
 import numpy as np
 
+from imitate.files import atomic_file, atomic_write_bytes, sha256_file
+
 FORMAT_NAME = "imitate-demos"
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SHARD_DIR = "shards"
 SHARD_HEADER = "shard.json"
+#: The lock (``imitate.files.folder_lock``) ``demos generate`` holds on a dataset while writing.
+GENERATE_LOCK = ".generate.lock"
 #: Zip member timestamp (the earliest a zip can hold): files do not depend on when they were made.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 _ZIP_LEVEL = 1
-_CHUNK = 1 << 20
 
 #: Per-demo arrays: name -> (dtype, trailing shape, rows). ``T`` is the number of actions; the
 #: observation arrays have ``T + 1`` rows (the last is the state after the last action).
@@ -182,189 +181,6 @@ def shard_file(task_index: int, shard_index: int) -> str:
     return f"{SHARD_DIR}/t{task_index:03d}-s{shard_index:04d}.npz"
 
 
-# --- atomic files ------------------------------------------------------------------------------
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):  # some filesystems cannot fsync a folder
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-class WriteError(OSError):
-    """A file could not be written; the previous file at that path, if any, is unchanged."""
-
-    def __str__(self) -> str:  # the message alone, without OSError's "[Errno N]" prefix
-        return self.strerror or super().__str__()
-
-
-def write_error(path: Path, error: OSError) -> WriteError:
-    """One line naming the file and the cause (disk full, read-only, permission...)."""
-    cause = error.strerror or str(error) or type(error).__name__
-    return WriteError(error.errno, f"could not write {path}: {cause}; any earlier {path.name} "
-                      "is unchanged")
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s folder for a writer to fill; when the block ends
-    normally, fsync it, rename it over ``path`` and fsync the folder. On any failure the
-    temporary file is removed, ``path`` is left as it was, and an ``OSError`` becomes a
-    ``WriteError`` naming ``path``. ``suffix`` ends the temporary name (writers that pick a
-    format from it, such as ffmpeg)."""
-    path = Path(path)
-    tmp = _temporary(path).with_name(_temporary(path).name + suffix)
-    try:
-        try:
-            yield tmp
-            with open(tmp, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except WriteError:
-            raise
-        except OSError as error:
-            raise write_error(path, error) from error
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-class FolderBusyError(OSError):
-    """Another process holds the folder's writer lock."""
-
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
-
-
-@contextlib.contextmanager
-def folder_lock(folder: Path, name: str, what: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``folder`` (the file ``folder/name``) while writing into it.
-
-    A second writer gets ``FolderBusyError`` naming the holder (its pid and command line). The
-    lock is an ``flock``: it dies with its process, so a killed writer leaves no stale lock.
-    ``what`` names the writer in messages ("training run", "evaluation report"). A folder this
-    call created and nothing else wrote into is removed again on the way out, so a command that
-    fails its checks leaves no trace."""
-    import fcntl
-    import sys
-
-    created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        with _locked(folder / name, what, fcntl, sys.argv):
-            yield
-    finally:
-        if created and [p.name for p in folder.iterdir()] == [name]:
-            (folder / name).unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-
-
-@contextlib.contextmanager
-def _locked(path: Path, what: str, fcntl: Any, argv: list[str]) -> Iterator[None]:
-    """``folder_lock``'s flock on ``path``, its holder's pid and command line written in it."""
-    folder = path.parent
-    with open(path, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            raise FolderBusyError(errno.EBUSY, f"{folder} is in use by another {what} "
-                                  f"({holder}); wait for it to finish or choose another "
-                                  "folder") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}: {' '.join(argv)[:300]}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            handle.seek(0)
-            handle.truncate()
-
-
-#: The lock ``demos generate`` holds on a dataset while it writes.
-GENERATE_LOCK = ".generate.lock"
-
-
-def lock_holder(folder: Path, name: str) -> str | None:
-    """Who holds ``folder_lock(folder, name)`` now ("pid N: command"), or None when nobody
-    does (checked without waiting, and without taking the lock)."""
-    import fcntl
-
-    path = folder / name
-    if not path.is_file():
-        return None
-    with open(path) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return handle.read().strip() or "another process"
-        fcntl.flock(handle, fcntl.LOCK_UN)
-    return None
-
-
-def atomic_write_files(contents: Mapping[Path, bytes]) -> None:
-    """Write several files all or nothing: every temporary file is written and fsynced before
-    any is renamed into place; on a failure none is, the temporaries are removed, and a
-    ``WriteError`` names the file that failed."""
-    with contextlib.ExitStack() as stack:
-        temporaries = {}
-        for path, data in contents.items():
-            tmp = stack.enter_context(_deferred(Path(path)))
-            try:
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            except OSError as error:
-                raise write_error(Path(path), error) from error
-            temporaries[Path(path)] = tmp
-        for path, tmp in temporaries.items():
-            os.replace(tmp, path)
-        for folder in {path.parent for path in temporaries}:
-            _fsync_dir(folder)
-
-
-@contextlib.contextmanager
-def _deferred(path: Path) -> Iterator[Path]:
-    """A temporary path for ``path``, removed on the way out unless it was renamed."""
-    tmp = _temporary(path)
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename, fsync folder)."""
-    with atomic_file(path) as tmp, open(tmp, "wb") as handle:
-        handle.write(data)
-
-
-def remove_temporaries(folder: Path) -> int:
-    """Delete temporary files left by interrupted writers in ``folder``; return their count."""
-    stale = list(folder.glob(".*.tmp-*")) if folder.is_dir() else []
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- shards ------------------------------------------------------------------------------------
 def _npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -391,25 +207,15 @@ def write_shard(path: Path, header: Mapping[str, Any], demos: Iterable[Demo]) ->
     demos = list(demos)
     content = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **header,
                "demos": [demo.header() for demo in demos]}
-    tmp = _temporary(path)
-    try:
-        with open(tmp, "wb") as handle:
-            with zipfile.ZipFile(handle, "w") as archive:
-                archive.writestr(_member(SHARD_HEADER), json.dumps(content, sort_keys=True),
-                                 compresslevel=_ZIP_LEVEL)
-                for demo in demos:
-                    for name in ARRAYS:
-                        archive.writestr(_member(_member_name(demo.index, name)),
-                                         _npy_bytes(getattr(demo, name)), compresslevel=_ZIP_LEVEL)
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_file(path) as tmp:
+        with open(tmp, "wb") as handle, zipfile.ZipFile(handle, "w") as archive:
+            archive.writestr(_member(SHARD_HEADER), json.dumps(content, sort_keys=True),
+                             compresslevel=_ZIP_LEVEL)
+            for demo in demos:
+                for name in ARRAYS:
+                    archive.writestr(_member(_member_name(demo.index, name)),
+                                     _npy_bytes(getattr(demo, name)), compresslevel=_ZIP_LEVEL)
         size, digest = tmp.stat().st_size, sha256_file(tmp)
-        os.replace(tmp, path)
-    except OSError as error:
-        raise write_error(path, error) from error
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
     return size, digest
 
 

@@ -30,6 +30,7 @@ from imitate import __version__
 from imitate.data import format as fmt
 from imitate.data.record import DemoJob, DemoResult, demo_runner, env_kwargs
 from imitate.data.seeds import SPLIT_STREAMS, Stream
+from imitate.files import folder_lock, remove_temporaries, sha256_file
 from imitate.options import require_positive_ints
 
 logger = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ def _kept_entries(config: GenerateConfig, manifest: dict[str, Any]) -> dict[str,
     for entry in fmt.shard_entries(manifest):
         path = config.out / entry.file
         if (path.is_file() and path.stat().st_size == entry.bytes
-                and fmt.sha256_file(path) == entry.sha256):
+                and sha256_file(path) == entry.sha256):
             kept[entry.file] = entry
         else:
             logger.warning("shard %s is missing, truncated or altered; making it again",
@@ -281,7 +282,7 @@ def _kept_entries(config: GenerateConfig, manifest: dict[str, Any]) -> dict[str,
 
 def _writer_lock(out: Path) -> contextlib.AbstractContextManager[None]:
     """Hold an exclusive lock on the dataset while writing (released if the process dies)."""
-    return fmt.folder_lock(out, LOCK_NAME, "demos generate run")
+    return folder_lock(out, LOCK_NAME, "demos generate run")
 
 
 def generate(config: GenerateConfig,
@@ -294,8 +295,8 @@ def generate(config: GenerateConfig,
     manifest = open_dataset(config)
     with _writer_lock(config.out):
         (config.out / fmt.SHARD_DIR).mkdir(exist_ok=True)
-        fmt.remove_temporaries(config.out / fmt.SHARD_DIR)
-        fmt.remove_temporaries(config.out)
+        remove_temporaries(config.out / fmt.SHARD_DIR)
+        remove_temporaries(config.out)
         plan = plan_shards(config.layouts, config.per_task, config.shard_size)
         entries = _kept_entries(config, manifest)
         todo = [spec for spec in plan if spec.file not in entries]
@@ -332,7 +333,7 @@ def _make_shards(config: GenerateConfig, manifest: dict[str, Any], plan: list[Sh
             summary.new_demos += 1
             summary.discarded += result.attempts - 1
             summary.new_steps += result.demo.steps
-            summary.expert_seconds += result.timing.expert
+            summary.expert_seconds += result.timing.actor
             summary.env_seconds += result.timing.env
             key = (job.task_index, job.index // config.shard_size)
             pending.setdefault(key, []).append(result)

@@ -22,13 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from imitate.conditioning import check_conditioning, conditioning_frames
 from imitate.data import format as fmt
 from imitate.data.verify import check_shard
+from imitate.files import lock_holder
 
 logger = logging.getLogger(__name__)
-
-CONDITIONING_MODES = ("full", "snapshot", "final")
-
 
 class DemoDataset:
     """Read-only, lazily opened view of the dataset at ``root``.
@@ -49,7 +48,7 @@ class DemoDataset:
             raise ValueError(f"max_open_shards must be >= 1, got {max_open_shards}")
         self.root = Path(root)
         self.manifest = fmt.load_manifest(self.root)
-        writer = fmt.lock_holder(self.root, fmt.GENERATE_LOCK)
+        writer = lock_holder(self.root, fmt.GENERATE_LOCK)
         if writer is not None:
             raise fmt.DatasetError(f"{self.root} is still being written by 'demos generate' "
                                    f"({writer}); wait for it to finish")
@@ -178,23 +177,20 @@ class Batch:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def conditioning(self, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The conditioning frames of each demo for ``mode`` (paper section 5.1 variants).
+        """The conditioning frames of each demo for ``mode`` (``imitate.conditioning``).
 
-        ``"full"``: every frame; ``"snapshot"``: the last frame of each stage
-        (``stage_ends``); ``"final"``: the last frame only. Returns ``blocks (B, L', 10, 3)``,
-        ``gripper (B, L', 2)`` and ``mask (B, L')`` with ``L'`` = L, S or 1.
+        Returns ``blocks (B, L', 10, 3)``, ``gripper (B, L', 2)`` and ``mask (B, L')``, ``L'``
+        the most frames a demo keeps: L for ``full``, at most S + 1 for ``snapshot``, 1 for
+        ``final``. Padding is zero and masked out.
         """
+        check_conditioning(mode)
         if mode == "full":
             return self.demo_blocks, self.demo_gripper, self.demo_mask
-        if mode == "snapshot":
-            frames = np.maximum(self.stage_ends, 0)  # (B, S)
-            mask = self.stage_ends >= 0
-        elif mode == "final":
-            frames = (self.demo_length - 1)[:, None]  # (B, 1)
-            mask = np.ones_like(frames, dtype=bool)
-        else:
-            choices = ", ".join(CONDITIONING_MODES)
-            raise ValueError(f"unknown conditioning {mode!r}; choose {choices}")
+        kept = [conditioning_frames(int(length), ends[ends >= 0], mode)
+                for length, ends in zip(self.demo_length, self.stage_ends, strict=True)]
+        width = max(len(row) for row in kept)
+        frames = _pad([np.asarray(row) for row in kept], width)  # (B, L')
+        mask = np.arange(width)[None, :] < np.array([len(row) for row in kept])[:, None]
         rows = np.arange(len(frames))[:, None]
         blocks = self.demo_blocks[rows, frames] * mask[..., None, None]  # (B, L', 10, 3)
         gripper = self.demo_gripper[rows, frames] * mask[..., None]  # (B, L', 2)

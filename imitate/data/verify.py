@@ -10,6 +10,7 @@ from typing import Any
 
 from imitate.data import format as fmt
 from imitate.data.generate import plan_shards
+from imitate.files import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def check_shard(root: Path, entry: fmt.ShardEntry) -> ShardProblem | None:
         return ShardProblem(entry.file, "truncated", f"{size} of {entry.bytes} bytes")
     if size != entry.bytes:
         return ShardProblem(entry.file, "altered", f"{size} bytes, expected {entry.bytes}")
-    digest = fmt.sha256_file(path)
+    digest = sha256_file(path)
     if digest != entry.sha256:
         return ShardProblem(entry.file, "altered",
                             f"sha256 {digest[:12]}..., expected {entry.sha256[:12]}...")

@@ -25,18 +25,28 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import multiprocessing as mp
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import gymnasium
+import torch
+
+import envs
+from envs.expert import DEFAULT_NOISE_STD, ScriptedExpert
 from envs.tasks import TaskClass
+from imitate import fast
+from imitate.agent import agent_for_demo
+from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
 from imitate.data.record import DemoJob, env_kwargs, record_demo
 from imitate.data.seeds import Stream, demo_seeds
+from imitate.episodes import Seconds, StepHook, play, reset
 from imitate.novelty import UNKNOWN, novelty, trained_classes
 from imitate.options import require_positive_ints
+from imitate.video import RENDER_EVERY, FrameRecorder, compose, write_mp4
+from imitate.workers import job_runner
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +114,6 @@ class EvalConfig:
 
     def task_list(self) -> list[tuple[str, str]]:
         """(split, layout) pairs to evaluate, in a fixed order; ``ValueError`` on a bad layout."""
-        import envs
-
         if self.tasks is not None:
             layouts = [envs.parse_task(text).layout for text in self.tasks]
             repeated = sorted({x for x in layouts if layouts.count(x) > 1})
@@ -121,9 +129,7 @@ class EvalConfig:
         return [(split, task.layout) for split in splits for task in suite.split(split)]
 
     def demo_noise(self) -> float:
-        from envs.expert import DEFAULT_NOISE_STD
-
-        return DEFAULT_NOISE_STD if self.noise is None else float(self.noise)
+            return DEFAULT_NOISE_STD if self.noise is None else float(self.noise)
 
 
 class EpisodeJob(NamedTuple):
@@ -185,48 +191,28 @@ def episode_jobs(config: EvalConfig, trained: frozenset[TaskClass] | None = None
             for episode in range(config.episodes_per_task)]
 
 
-StepHook = Callable[[Any, dict[str, Any], bool], None]
-
-
 def run_policy(env: Any, agent_factory: Callable[[], Any], layout: str, env_seed: int,
                on_step: StepHook | None = None) -> tuple[dict[str, Any], int, float, float]:
     """Run an agent greedily for one episode; returns (last info, steps, policy s, env s).
 
-    ``on_step(env, info, done)`` hears the reset and every step (for example to render)."""
+    The policy seconds include making the agent (embedding the demo). ``on_step(env, info,
+    done)`` hears the reset and every step (for example to render)."""
+    seconds = Seconds()
     start = time.perf_counter()
     agent = agent_factory()
-    policy_seconds = time.perf_counter() - start
-    env_seconds = 0.0
-    observation, info = env.reset(seed=env_seed, options={"task": layout})
-    if on_step is not None:
-        on_step(env, info, False)
-    steps = 0
-    while True:
-        start = time.perf_counter()
-        action = agent.act(observation)
-        middle = time.perf_counter()
-        observation, _, terminated, truncated, info = env.step(action)
-        policy_seconds += middle - start
-        env_seconds += time.perf_counter() - middle
-        steps += 1
-        if on_step is not None:
-            on_step(env, info, terminated or truncated)
-        if terminated or truncated:
-            return info, steps, policy_seconds, env_seconds
+    seconds.actor += time.perf_counter() - start
+    observation, info = reset(env, layout, env_seed, on_step, seconds)
+    episode = play(env, lambda obs: (agent.act(obs), None), observation, info, on_step=on_step,
+                   seconds=seconds)
+    return episode.info, episode.steps, seconds.actor, seconds.env
 
 
 def run_expert(env: Any, expert: Any, layout: str, env_seed: int,
                on_step: StepHook | None = None) -> dict[str, Any]:
     """The clean expert from ``env_seed``'s initial configuration; returns the last info."""
-    _, info = env.reset(seed=env_seed, options={"task": layout})
-    if on_step is not None:
-        on_step(env, info, False)
-    while True:
-        _, _, terminated, truncated, info = env.step(expert.act(env))
-        if on_step is not None:
-            on_step(env, info, terminated or truncated)
-        if terminated or truncated:
-            return info
+    observation, info = reset(env, layout, env_seed, on_step)
+    return play(env, lambda _: (expert.act(env), None), observation, info,
+                on_step=on_step).info
 
 
 def record_conditioning_demo(env: Any, expert: Any, layout: str, episode: int, root_seed: int,
@@ -235,8 +221,6 @@ def record_conditioning_demo(env: Any, expert: Any, layout: str, episode: int, r
     """The conditioning demo of an evaluation episode (``Stream.EVAL_DEMO``); when
     ``recorders`` is a list, a fresh ``FrameRecorder`` per attempt is appended to it (the last
     one rendered the demo returned), keeping every ``every``-th frame."""
-    from imitate.video import RENDER_EVERY, FrameRecorder
-
     def new_recorder() -> StepHook:
         recorders[:] = [FrameRecorder(every=every or RENDER_EVERY)]  # only the last attempt's
         return recorders[-1]
@@ -252,9 +236,6 @@ def record_conditioning_demo(env: Any, expert: Any, layout: str, episode: int, r
 
 def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeResult:
     """One evaluation episode (see the module docstring for the protocol)."""
-    from imitate.agent import agent_for_demo
-    from imitate.video import FrameRecorder, compose, write_mp4
-
     demo_frames: list | None = [] if job.video_dir else None
     recorded = record_conditioning_demo(env, expert, job.layout, job.episode, job.root_seed,
                                         job.noise, demo_frames)
@@ -292,56 +273,37 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
 
 
 # --- workers -----------------------------------------------------------------------------------
-_WORKER: tuple[Any, Any, Any] | None = None
-
-
-def _make_worker(checkpoint: bytes, threads: int | None, fused: bool) -> tuple[Any, Any, Any]:
-    import gymnasium
-    import torch
-
-    import envs
-    from envs.expert import ScriptedExpert
-    from imitate import fast
-    from imitate.checkpoint import load_checkpoint
-
-    if threads is not None:
-        torch.set_num_threads(threads)
+def _episode_worker(checkpoint: bytes, fused: bool, pooled: bool) -> tuple[Any, Any, Any]:
+    """A worker's policy (from the checkpoint's bytes), env (renders on demand) and expert; pool
+    workers run torch on 1 thread each."""
+    if pooled:
+        torch.set_num_threads(1)
     fast.configure(fused)  # a cached build: the parent process built it
     policy = load_checkpoint("policy.pt", data=checkpoint).policy
-    env = gymnasium.make(envs.ENV_ID, render_mode="rgb_array", **env_kwargs())  # renders on demand
+    env = gymnasium.make(envs.ENV_ID, render_mode="rgb_array", **env_kwargs())
     return policy, env, ScriptedExpert()
 
 
-def _init_worker(checkpoint: bytes, fused: bool) -> None:
-    global _WORKER
-    _WORKER = _make_worker(checkpoint, threads=1, fused=fused)
+def _run_episode(worker: tuple[Any, Any, Any], job: EpisodeJob) -> EpisodeResult:
+    return run_episode(*worker, job)
 
 
-def _work(job: EpisodeJob) -> EpisodeResult:
-    assert _WORKER is not None, "worker not initialised"
-    return run_episode(*_WORKER, job)
+def _close_worker(worker: tuple[Any, Any, Any]) -> None:
+    worker[1].close()
 
 
 @contextlib.contextmanager
 def episode_runner(checkpoint: bytes, workers: int, fused: bool = False
                    ) -> Iterator[Callable[[list[EpisodeJob]], Iterator[EpisodeResult]]]:
-    """Map jobs to results (completion order): in-process for 1 worker, else spawn workers,
-    each loading the policy from the checkpoint's bytes. ``fused``: the policy's attention runs
-    the fused kernel (``imitate.fast``; built here, before any worker starts, when needed)."""
-    from imitate import fast
-
+    """Map jobs to results (completion order): in-process for 1 worker, else spawn workers
+    (``imitate.workers``), each loading the policy from the checkpoint's bytes. ``fused``: the
+    policy's attention runs the fused kernel (``imitate.fast``; built here, before any worker
+    starts, when needed)."""
     with fast.using(fused) as attention:  # this process's path is restored afterwards
         fused = attention.path == "compiled"
-        if workers == 1:
-            policy, env, expert = _make_worker(checkpoint, threads=None, fused=fused)
-            try:
-                yield lambda jobs: (run_episode(policy, env, expert, job) for job in jobs)
-            finally:
-                env.close()
-            return
-        with mp.get_context("spawn").Pool(workers, initializer=_init_worker,
-                                          initargs=(checkpoint, fused)) as pool:
-            yield lambda jobs: pool.imap_unordered(_work, jobs, chunksize=1)
+        with job_runner(workers, _episode_worker, (checkpoint, fused), _run_episode,
+                        _close_worker) as run:
+            yield run
 
 
 def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None] | None = None,
@@ -355,8 +317,6 @@ def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None
     ``ValueError``, for a missing or bad one), and its training tasks label each task seen or
     unseen.
     """
-    from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
-
     if checkpoint_data is None:
         checkpoint_data = read_checkpoint_bytes(config.checkpoint)
     saved = load_checkpoint(config.checkpoint, data=checkpoint_data)  # fail fast, clear message

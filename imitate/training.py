@@ -15,19 +15,21 @@ A run folder holds:
 
 Checkpoints are written atomically every ``checkpoint_every`` steps and at the end; ``resume``
 continues from the last one bit for bit (same batches, same weights as an uninterrupted run).
+
+This module holds one step (``train_step``) and the loop; ``imitate.train_config`` holds
+``TrainConfig`` and the checks before a run writes anything, ``imitate.metrics`` the metrics log.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,179 +38,31 @@ import torch
 
 from imitate import actions, fast
 from imitate.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from imitate.dagger import DaggerConfig, collect_round, completed_rounds
+from imitate.dagger import collect_round, completed_rounds
 from imitate.data import (
     Batch,
     DatasetError,
     DemoDataset,
     PairSampler,
     holdout_split,
-    verify_dataset,
 )
-from imitate.data.format import (
-    atomic_write_bytes,
-    folder_lock,
-    remove_temporaries,
-)
-from imitate.model import (
-    CONDITIONING_MODES,
-    CONTEXT_FORMS,
-    TEMPORAL_SCORINGS,
-    DemoBatch,
-    OneShotPolicy,
-    PolicyConfig,
-    data_dependent_init,
-)
+from imitate.files import atomic_write_bytes, folder_lock, remove_temporaries
+from imitate.metrics import MetricsLog, resumed_cpu_seconds
+from imitate.model import DemoBatch, OneShotPolicy, data_dependent_init
 from imitate.novelty import evaluation_data_problems
-from imitate.options import require_choices, require_positive_ints
+from imitate.train_config import (
+    CHECKPOINT_NAME,
+    COMPILE_AUTO_MIN_STEPS,
+    CONFIG_NAME,
+    LOCK_NAME,
+    TrainConfig,
+    check_not_evaluation_data,
+    check_run_folder,
+    open_training_dataset,
+    resolve_device,
+)
 
 logger = logging.getLogger(__name__)
-
-CHECKPOINT_NAME = "policy.pt"
-CONFIG_NAME = "config.json"
-METRICS_NAME = "metrics.jsonl"
-ALGORITHMS = ("bc", "dagger")
-DEVICES = ("auto", "cpu", "cuda")
-#: Fields that may differ between a run and its resumption (they do not change what is learnt).
-RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet", "compile")
-_POLICY_DEFAULTS = PolicyConfig()
-COMPILE_CHOICES = ("auto", "on", "off")
-#: The run folder's writer lock (``imitate.data.format.folder_lock``).
-LOCK_NAME = ".train.lock"
-#: ``--compile auto`` uses the fused kernel in runs of at least this many steps.
-COMPILE_AUTO_MIN_STEPS = 1000
-
-
-@dataclass
-class TrainConfig:
-    """Parameters of ``imitate train``; validated on construction (``ValueError``).
-
-    Attributes:
-        demos: dataset folder made by ``imitate demos generate``.
-        out: run folder (``policy.pt``, ``config.json``, ``metrics.jsonl``).
-        algo: ``bc`` (behaviour cloning) or ``dagger`` (BC, plus rounds of expert-labelled
-            learner rollouts added to the data; ``imitate.dagger``).
-        conditioning: what the policy sees of the demo: ``full`` (temporal dropout), ``snapshot``
-            (the last frame of each stage) or ``final`` (the last frame).
-        steps: total optimisation steps of the run (a resumed run continues up to it).
-        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
-        resume: continue the run in ``out`` from its last checkpoint.
-        seed: root seed of the weights, the batches and temporal dropout.
-        lr: Adamax learning rate (paper: 1e-3).
-        tasks_per_batch: tasks (each with one conditioning demo) per step.
-        pairs_per_task: (observation, label) pairs per task per step.
-        hidden: width D of the network (paper: 64).
-        temporal_scoring: ``dot`` or ``additive`` (paper) scores in the context network's temporal
-            attention (``PolicyConfig.temporal_scoring``).
-        context_form: ``module2`` (the paper's context network) or ``0.5`` (imitate 0.5's form,
-            ``PolicyConfig.context_form``).
-        keep_fraction, min_kept_frames: the temporal dropout rule of ``full`` conditioning: keep
-            ``max(min_kept_frames, floor(keep_fraction * T))`` of a demo's T frames; stored in the
-            checkpoint and used by the evaluation ensemble.
-        allow_test_tasks: train on a dataset that holds test-class tasks of its suite or demos
-            from an evaluation seed stream (refused otherwise; the checkpoint records it).
-        holdout_every: every N-th demo of each task is held out for validation (0: none).
-        checkpoint_every: steps between checkpoints.
-        log_every: steps between metrics rows (and validation batches).
-        threads: torch CPU threads (default: all cores).
-        compile: run the additive attention in the fused C++ kernel (``imitate.fast``), in the
-            training steps and in DAgger's rollouts: ``on``, ``off``, or ``auto`` (on for runs
-            of at least ``COMPILE_AUTO_MIN_STEPS`` steps; the first build on a machine takes
-            about a minute, later runs load it in about a second); falls back to the eager
-            code, with a warning, where building fails.
-        quiet: no progress bar.
-        dagger_rounds, dagger_rollouts, dagger_full_fraction, dagger_beta0, dagger_decay,
-        dagger_ensemble: ``imitate.dagger.DaggerConfig`` (used when ``algo`` is ``dagger``).
-    """
-
-    demos: Path
-    out: Path
-    algo: str = "bc"
-    conditioning: str = "full"
-    steps: int = 2000
-    device: str = "auto"
-    resume: bool = False
-    seed: int = 0
-    lr: float = 1e-3
-    tasks_per_batch: int = 16
-    pairs_per_task: int = 32
-    hidden: int = 64
-    temporal_scoring: str = "dot"
-    context_form: str = _POLICY_DEFAULTS.context_form
-    keep_fraction: float = _POLICY_DEFAULTS.keep_fraction
-    min_kept_frames: int = _POLICY_DEFAULTS.min_kept_frames
-    allow_test_tasks: bool = False
-    holdout_every: int = 20
-    checkpoint_every: int = 250
-    log_every: int = 25
-    threads: int | None = None
-    compile: str = "auto"
-    quiet: bool = False
-    dagger_rounds: int = 4
-    dagger_rollouts: int = 24
-    dagger_full_fraction: float = 0.25
-    dagger_beta0: float = 0.5
-    dagger_decay: float = 0.5
-    dagger_ensemble: int = 4
-
-    def __post_init__(self) -> None:
-        self.demos, self.out = Path(self.demos), Path(self.out)
-        require_choices(self, {"algo": ALGORITHMS, "conditioning": CONDITIONING_MODES,
-                               "temporal_scoring": TEMPORAL_SCORINGS, "device": DEVICES,
-                               "compile": COMPILE_CHOICES, "context_form": CONTEXT_FORMS})
-        require_positive_ints(self, ("steps", "tasks_per_batch", "pairs_per_task", "hidden",
-                                     "checkpoint_every", "log_every", "min_kept_frames"))
-        if not (math.isfinite(self.keep_fraction) and 0.0 < self.keep_fraction <= 1.0):
-            raise ValueError(f"--keep-fraction must be in (0, 1], got {self.keep_fraction}")
-        if self.holdout_every < 0 or self.holdout_every == 1:
-            raise ValueError("--holdout-every must be 0 (no validation) or at least 2, "
-                             f"got {self.holdout_every}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"--lr must be a positive number, got {self.lr}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads must be at least 1, got {self.threads}")
-        if self.seed < 0:
-            raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
-        self.dagger()  # validates the DAgger settings
-
-    def compiles(self, first_steps: int | None = None) -> bool:
-        """Whether this run asks for the fused attention kernel; ``auto`` decides on the run's
-        first ``--steps`` (``first_steps`` when resuming), so a resumed run keeps its path."""
-        steps = self.steps if first_steps is None else first_steps
-        return self.compile == "on" or (self.compile == "auto"
-                                        and steps >= COMPILE_AUTO_MIN_STEPS)
-
-    def policy_config(self) -> PolicyConfig:
-        """The network this run trains."""
-        return PolicyConfig(hidden=self.hidden, conditioning=self.conditioning,
-                            temporal_scoring=self.temporal_scoring,
-                            context_form=self.context_form, keep_fraction=self.keep_fraction,
-                            min_kept_frames=self.min_kept_frames)
-
-    def dagger(self) -> DaggerConfig:
-        """The DAgger settings of this run."""
-        return DaggerConfig(rounds=self.dagger_rounds, rollouts=self.dagger_rollouts,
-                            full_fraction=self.dagger_full_fraction, beta0=self.dagger_beta0,
-                            decay=self.dagger_decay, ensemble=self.dagger_ensemble)
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["demos"], data["out"] = str(self.demos), str(self.out)
-        return data
-
-    def identity(self) -> dict[str, Any]:
-        """What must match for ``--resume`` to continue the same run."""
-        return {k: v for k, v in self.to_json().items() if k not in RESUMABLE_CHANGES}
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; ``cuda`` without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available (torch.cuda.is_available() "
-                         "is False); use --device cpu or auto")
-    return torch.device(name)
 
 
 # --- batches to tensors ----------------------------------------------------------------------
@@ -264,6 +118,61 @@ def accuracies(policy: OneShotPolicy, logits: torch.Tensor, labels: torch.Tensor
             "acc_all": float((axis_hit.all(1) & grip_hit).float().mean())}
 
 
+# --- one step ----------------------------------------------------------------------------------
+def initialise_policy(policy: OneShotPolicy, batch: TensorBatch,
+                      generator: torch.Generator) -> None:
+    """Data-dependent weight-norm initialisation on the first batch (paper, appendix B.1).
+
+    One forward pass without gradients, on ``batch``'s demos subsampled by temporal dropout
+    (drawn from ``generator``), sets each weight-normalised layer's gain and bias so that its
+    outputs have zero mean and unit variance over the batch (``data_dependent_init``). Run it
+    once, on the first batch of a new run, before the first ``train_step``.
+    """
+    with torch.no_grad(), data_dependent_init():
+        policy(policy.subsample(batch.demo, generator), batch.blocks, batch.gripper,
+               batch.block_mask, batch.pairs_per_demo)
+
+
+def train_step(policy: OneShotPolicy, optimizer: torch.optim.Optimizer, batch: TensorBatch,
+               generator: torch.Generator) -> tuple[float, torch.Tensor]:
+    """One optimisation step on ``batch`` (B demos, N = B * P observation rows, ``TensorBatch``).
+
+    Subsamples the demos' frames by temporal dropout (``full`` conditioning; ``generator``
+    draws the frames), runs the policy forward to logits (N, 3 * bins + 2), takes the loss
+    (``OneShotPolicy.loss``: summed per-axis cross-entropy against ``batch.labels``, mean over
+    rows), backpropagates it and steps ``optimizer``. The policy must be in train mode.
+
+    Returns the loss (a float) and the logits (N, 3 * bins + 2), detached. Raises
+    ``ValueError`` when the loss is not finite (before any weight changes).
+    """
+    demo = policy.subsample(batch.demo, generator)
+    logits = policy(demo, batch.blocks, batch.gripper, batch.block_mask, batch.pairs_per_demo)
+    loss = policy.loss(logits, batch.labels)
+    if not torch.isfinite(loss):
+        raise ValueError(f"training loss became {float(loss)}; lower --lr")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach()), logits.detach()
+
+
+@torch.no_grad()
+def _validate(policy: OneShotPolicy, sampler: PairSampler, conditioning: str,
+              device: torch.device, generator: torch.Generator) -> dict[str, float]:
+    """Loss and accuracies on one batch of held-out pairs (eval mode, then back to train)."""
+    batch = to_tensors(sampler.sample(), conditioning, device)
+    policy.eval()
+    try:
+        logits = policy(policy.subsample(batch.demo, generator), batch.blocks, batch.gripper,
+                        batch.block_mask, batch.pairs_per_demo)
+        result = {"val_loss": float(policy.loss(logits, batch.labels))}
+        result.update({f"val_{k}": v for k, v in
+                       accuracies(policy, logits, batch.labels).items()})
+    finally:
+        policy.train()
+    return result
+
+
 # --- the run -----------------------------------------------------------------------------------
 @dataclass
 class TrainSummary:
@@ -295,128 +204,6 @@ class Progress:
     note: str = ""
 
 
-class MetricsLog:
-    """JSONL metrics, one row per line (and TensorBoard scalars when ``tensorboard`` is
-    installed). Each row rewrites the whole file atomically (a few hundred bytes a row), so a
-    full disk never leaves a row cut in half: the file holds every row or the previous ones."""
-
-    def __init__(self, folder: Path, resume_step: int):
-        self.path = folder / METRICS_NAME
-        self._lines = self._kept_lines(resume_step)
-        if self.path.exists():
-            self._save()
-        self._board = _tensorboard(folder)
-
-    def _kept_lines(self, step: int) -> list[str]:
-        """Rows up to the checkpoint a resumed run restarts from (later ones are dropped)."""
-        if not self.path.exists():
-            return []
-        return [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and _row_step(line) is not None and _row_step(line) <= step]
-
-    def _save(self) -> None:
-        atomic_write_bytes(self.path, "".join(line + "\n" for line in self._lines).encode())
-
-    def write(self, row: dict[str, float]) -> None:
-        self._lines.append(json.dumps(row))
-        try:
-            self._save()
-        except OSError:
-            self._lines.pop()
-            raise
-        if self._board is not None:
-            for key, value in row.items():
-                if key != "step":
-                    self._board.add_scalar(key, value, int(row["step"]))
-
-    def close(self) -> None:
-        if self._board is not None:
-            self._board.close()
-
-
-def _resumed_cpu_seconds(folder: Path, step: int) -> float:
-    """Training CPU seconds logged at the last metrics row up to ``step`` (0 if none)."""
-    path = folder / METRICS_NAME
-    if not path.exists():
-        return 0.0
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and (_row_step(line) or 0) <= step]
-    return float(rows[-1].get("cpu_s", 0.0)) if rows else 0.0
-
-
-def _row_step(line: str) -> int | None:
-    try:
-        return int(json.loads(line)["step"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
-def _tensorboard(folder: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
-    return SummaryWriter(str(folder / "tensorboard"))
-
-
-def _rng_state(sampler_rng: np.random.Generator, val_rng: np.random.Generator,
-               generator: torch.Generator) -> dict[str, Any]:
-    return {"sampler": sampler_rng.bit_generator.state, "validation": val_rng.bit_generator.state,
-            "dropout": generator.get_state()}
-
-
-def _env_metadata(dataset: DemoDataset) -> tuple[dict[str, Any], int]:
-    manifest = dataset.manifest
-    return manifest.get("env", {}), int(manifest.get("suite_version", 0))
-
-
-def _read_run_config(path: Path) -> dict[str, Any]:
-    """A run's saved ``config.json``; ``ValueError`` naming the file when it is malformed."""
-    try:
-        saved = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); restore it, or start a new run "
-                         "in another --out") from None
-    if not isinstance(saved, dict):
-        raise ValueError(f"{path} holds {type(saved).__name__}, not a run configuration; "
-                         "restore it, or start a new run in another --out")
-    reference = TrainConfig(demos=Path("."), out=Path(".")).to_json()
-    for name, value in saved.items():
-        expected = reference.get(name)
-        if expected is None or value is None or name == "compile":
-            continue  # unknown to this version, optional and unset, or (compile) once a bool
-        kinds = (int, float) if type(expected) is float else (type(expected),)
-        if isinstance(value, bool) != isinstance(expected, bool) or not isinstance(value, kinds):
-            raise ValueError(f"{path}: {name} must be {type(expected).__name__}, got "
-                             f"{value!r}; restore the file, or start a new run in another --out")
-    return saved
-
-
-def _check_run_folder(config: TrainConfig) -> dict[str, Any] | None:
-    """The saved config of a run to resume, or None for a new run; refuses clashes."""
-    checkpoint = config.out / CHECKPOINT_NAME
-    saved_path = config.out / CONFIG_NAME
-    if not config.resume:
-        if checkpoint.exists():
-            raise ValueError(f"{config.out} already holds a run; pass --resume to continue it or "
-                             "choose another --out")
-        return None
-    if not checkpoint.exists():
-        if saved_path.exists():
-            logger.info("no checkpoint in %s yet: starting the run from step 0", config.out)
-        return None
-    saved = _read_run_config(saved_path) if saved_path.exists() else {}
-    mine = config.identity()
-    clashes = [k for k in mine if k in saved and saved[k] != mine[k]
-               and k not in RESUMABLE_CHANGES]
-    if clashes:
-        name = clashes[0]
-        raise ValueError(f"{config.out} was trained with {name} = {saved[name]!r}, not "
-                         f"{mine[name]!r}; resume with the run's parameters or choose another "
-                         "--out")
-    return saved
-
-
 def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = None
           ) -> TrainSummary:
     """Run (or resume) behaviour cloning as configured; returns what was done.
@@ -438,9 +225,9 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
 def _train_locked(config: TrainConfig, device: torch.device,
                   on_progress: Callable[[Progress], None] | None) -> TrainSummary:
     """``train`` once the run folder's lock is held."""
-    saved_config = _check_run_folder(config)
-    with _open_dataset(config.demos) as dataset:
-        _check_not_evaluation_data(config, dataset)
+    saved_config = check_run_folder(config)
+    with open_training_dataset(config.demos) as dataset:
+        check_not_evaluation_data(config, dataset)
         first_steps = int((saved_config or {}).get("steps", config.steps))
         path = fast.configure(config.compiles(first_steps), device)
         if config.compile == "auto" and not config.compiles(first_steps):
@@ -450,19 +237,6 @@ def _train_locked(config: TrainConfig, device: torch.device,
         summary = _train(config, dataset, saved_config, device, on_progress)
         summary.attention_path = path.describe()
         return summary
-
-
-def _check_not_evaluation_data(config: TrainConfig, dataset: DemoDataset) -> None:
-    """Refuse (``DatasetError``, before anything is written) a dataset that holds test-class
-    tasks or evaluation-stream demos, unless ``allow_test_tasks``; then log what it holds."""
-    problems = evaluation_data_problems(dataset.manifest, dataset.tasks)
-    if not problems:
-        return
-    if not config.allow_test_tasks:
-        raise DatasetError(f"{config.demos} is evaluation data: {'; '.join(problems)}. Training "
-                           "on it would make those tasks seen; pass --allow-test-tasks to train "
-                           "on it anyway (the checkpoint records it)")
-    logger.warning("training on evaluation data (--allow-test-tasks): %s", "; ".join(problems))
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -556,7 +330,7 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
     collecting = 0.0  # seconds spent collecting DAgger rounds (not counted in samples/s)
     # CPU seconds (all threads) of batch assembly and optimisation steps since the run began,
     # without validation, checkpoints or DAgger collection: runs compare at equal CPU time.
-    train_cpu = _resumed_cpu_seconds(config.out, step) if resuming else 0.0
+    train_cpu = resumed_cpu_seconds(config.out, step) if resuming else 0.0
     interrupts = _Interrupts()
     saved_step = step if resuming else -1
     try:
@@ -585,8 +359,8 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
             step_start = time.process_time()
             batch = to_tensors(sampler.sample(), config.conditioning, device)
             if step == 0 and not resuming:
-                _initialise(policy, batch, generator)
-            loss, logits = _step(policy, optimizer, batch, generator)
+                initialise_policy(policy, batch, generator)
+            loss, logits = train_step(policy, optimizer, batch, generator)
             train_cpu += time.process_time() - step_start
             step += 1
             samples += len(batch.labels)
@@ -645,21 +419,6 @@ def _dagger_round(config: TrainConfig, number: int, policy: OneShotPolicy,
         return None
 
 
-def _open_dataset(root: Path) -> DemoDataset:
-    """The dataset, refused up front when any shard is truncated, altered or missing."""
-    report = verify_dataset(root)
-    if not report.ok:
-        files = ", ".join(problem.file for problem in report.problems[:3])
-        raise DatasetError(f"{root}: {len(report.problems)} shard(s) failed verification "
-                           f"({files}); refusing a corrupt dataset (see 'imitate demos verify "
-                           f"{root}')")
-    dataset = DemoDataset(root, verify=False)  # every shard was just checked
-    if not dataset.manifest.get("complete", True):
-        logger.warning("%s is incomplete (an interrupted generate run): training on the demos "
-                       "it has", root)
-    return dataset
-
-
 def _validation_sampler(dataset: DemoDataset, config: TrainConfig, rng: np.random.Generator,
                         train_positions: dict[str, np.ndarray],
                         val_positions: dict[str, np.ndarray]) -> PairSampler | None:
@@ -673,42 +432,17 @@ def _validation_sampler(dataset: DemoDataset, config: TrainConfig, rng: np.rando
                        condition_positions=train_positions, pair_positions=val_positions)
 
 
-def _initialise(policy: OneShotPolicy, batch: TensorBatch, generator: torch.Generator) -> None:
-    """Data-dependent weight-norm initialisation on the first batch (paper, appendix B.1)."""
-    with torch.no_grad(), data_dependent_init():
-        policy(policy.subsample(batch.demo, generator), batch.blocks, batch.gripper,
-               batch.block_mask, batch.pairs_per_demo)
+def _rng_state(sampler_rng: np.random.Generator, val_rng: np.random.Generator,
+               generator: torch.Generator) -> dict[str, Any]:
+    """The RNG states a checkpoint saves for ``_restore``: batches, validation batches, dropout."""
+    return {"sampler": sampler_rng.bit_generator.state, "validation": val_rng.bit_generator.state,
+            "dropout": generator.get_state()}
 
 
-def _step(policy: OneShotPolicy, optimizer: torch.optim.Optimizer, batch: TensorBatch,
-          generator: torch.Generator) -> tuple[float, torch.Tensor]:
-    """One optimisation step; returns the loss and the logits (detached)."""
-    demo = policy.subsample(batch.demo, generator)
-    logits = policy(demo, batch.blocks, batch.gripper, batch.block_mask, batch.pairs_per_demo)
-    loss = policy.loss(logits, batch.labels)
-    if not torch.isfinite(loss):
-        raise ValueError(f"training loss became {float(loss)}; lower --lr")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return float(loss.detach()), logits.detach()
-
-
-@torch.no_grad()
-def _validate(policy: OneShotPolicy, sampler: PairSampler, conditioning: str,
-              device: torch.device, generator: torch.Generator) -> dict[str, float]:
-    """Loss and accuracies on one batch of held-out pairs (eval mode, then back to train)."""
-    batch = to_tensors(sampler.sample(), conditioning, device)
-    policy.eval()
-    try:
-        logits = policy(policy.subsample(batch.demo, generator), batch.blocks, batch.gripper,
-                        batch.block_mask, batch.pairs_per_demo)
-        result = {"val_loss": float(policy.loss(logits, batch.labels))}
-        result.update({f"val_{k}": v for k, v in
-                       accuracies(policy, logits, batch.labels).items()})
-    finally:
-        policy.train()
-    return result
+def _env_metadata(dataset: DemoDataset) -> tuple[dict[str, Any], int]:
+    """The dataset's env parameters and suite version, recorded in every checkpoint."""
+    manifest = dataset.manifest
+    return manifest.get("env", {}), int(manifest.get("suite_version", 0))
 
 
 def _restore(config: TrainConfig, policy: OneShotPolicy, optimizer: torch.optim.Optimizer,
