@@ -20,6 +20,7 @@ import argparse
 import importlib
 import json
 import time
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -28,10 +29,12 @@ import torch
 
 def training_module() -> ModuleType:
     """``imitate.training`` (``imitate.train`` before 0.9, with a private step and initialiser)."""
-    try:
-        return importlib.import_module("imitate.training")
-    except ModuleNotFoundError:
-        return importlib.import_module("imitate.train")
+    import imitate
+
+    # Decided by the files of the imitate on PYTHONPATH: an editable install of this checkout
+    # would otherwise serve ``imitate.training`` to the 0.5.0 sources.
+    newer = (Path(imitate.__file__).parent / "training.py").exists()
+    return importlib.import_module("imitate.training" if newer else "imitate.train")
 
 
 def synthetic_batch(tasks: int, pairs: int, blocks: int, frames: int, seed: int = 0) -> object:

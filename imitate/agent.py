@@ -9,17 +9,14 @@ paper section 4.1) run as one batch, and their action distributions are averaged
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from imitate import actions
 from imitate.conditioning import conditioning_frames
+from imitate.data.format import Demo
 from imitate.model import DemoBatch, OneShotPolicy
-
-if TYPE_CHECKING:
-    from imitate.data.format import Demo
 
 
 class OneShotAgent:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import sys
@@ -181,8 +182,6 @@ def folder_lock(folder: Path, name: str, what: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _locked(path: Path, what: str, argv: list[str]) -> Iterator[None]:
     """``folder_lock``'s flock on ``path``, its holder's pid and command line written in it."""
-    import fcntl
-
     folder = path.parent
     with open(path, "a+") as handle:
         try:
@@ -207,8 +206,6 @@ def _locked(path: Path, what: str, argv: list[str]) -> Iterator[None]:
 def lock_holder(folder: Path, name: str) -> str | None:
     """Who holds ``folder_lock(folder, name)`` now ("pid N: command"), or None when nobody
     does (checked without waiting, and without taking the lock)."""
-    import fcntl
-
     path = folder / name
     if not path.is_file():
         return None

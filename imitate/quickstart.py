@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from envs.expert import EXPERT_VERSION
 from envs.suite import SUITE_VERSION
 from imitate import actions, fast
 from imitate.agent import agent_for_demo
 from imitate.checkpoint import load_checkpoint
 from imitate.data import DemoDataset, GenerateConfig, generate, holdout_split, verify_dataset
 from imitate.data import format as fmt
-from imitate.data.generate import expert_version
 from imitate.evaluation import EpisodeResult, EvalConfig, evaluate
 from imitate.render import render_episode
 from imitate.report import write_report
@@ -135,9 +135,9 @@ def set_aside_if_stale(out: Path, on_stage: Callable[[str], None]) -> Path | Non
     manifest = fmt.load_manifest(demos)
     recorded = manifest.get("expert_version")
     params = manifest.get("params") if isinstance(manifest.get("params"), dict) else {}
-    if recorded != expert_version():
+    if recorded != EXPERT_VERSION:
         tag = f"expert{recorded}"
-        reason = f"demos of expert version {recorded}, this is version {expert_version()}"
+        reason = f"demos of expert version {recorded}, this is version {EXPERT_VERSION}"
     elif (manifest.get("suite_version") != SUITE_VERSION
           or params.get("tasks") != list(QUICKSTART_TASKS)):
         tag = "old"

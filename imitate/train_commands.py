@@ -9,7 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from tqdm import tqdm
+
+from imitate.conditioning import CONDITIONING_MODES
 from imitate.metrics import METRICS_NAME
+from imitate.model import CONTEXT_FORMS, TEMPORAL_SCORINGS
 from imitate.train_config import (
     ALGORITHMS,
     COMPILE_AUTO_MIN_STEPS,
@@ -24,9 +28,6 @@ _DEFAULTS = TrainConfig(demos=Path("."), out=Path("."))
 
 def add_train_commands(commands: argparse._SubParsersAction) -> None:
     """Add ``train`` to the ``imitate`` sub-command set."""
-    from imitate.conditioning import CONDITIONING_MODES
-    from imitate.model import CONTEXT_FORMS, TEMPORAL_SCORINGS
-
     parser = commands.add_parser(
         "train", help="train a one-shot policy on a demo dataset",
         description="Behaviour cloning (paper section 3.3): tasks drawn with replacement, one "
@@ -101,8 +102,6 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from tqdm import tqdm
-
     config = TrainConfig(
         demos=args.demos, out=args.out, algo=args.algo, conditioning=args.conditioning,
         steps=args.steps, device=args.device, resume=args.resume, seed=args.seed, lr=args.lr,

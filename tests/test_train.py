@@ -12,15 +12,26 @@ import sys
 import time
 from pathlib import Path
 
+import imageio.v2 as imageio
 import numpy as np
 import pytest
 import torch
 from conftest import HOLDOUT_EVERY, one_line_error, run_cli
 
 import envs
+from envs.expert import EXPERT_VERSION
 from envs.tasks import parse_task
+from imitate.agent import agent_for_demo
 from imitate.checkpoint import load_checkpoint
-from imitate.quickstart import held_out_accuracy
+from imitate.data import DemoDataset, GenerateConfig, generate
+from imitate.data import format as fmt
+from imitate.novelty import UNSEEN, novelty, tasks_in_test_classes, trained_classes
+from imitate.quickstart import (
+    QUICKSTART_TASKS,
+    QUICKSTART_TEST_TASKS,
+    held_out_accuracy,
+    set_aside_if_stale,
+)
 from imitate.train_config import TrainConfig
 from imitate.training import train
 
@@ -117,9 +128,6 @@ def test_train_cli_prints_a_summary(tiny_demos: Path, tmp_path: Path) -> None:
 
 def test_the_dropout_rule_and_context_form_are_set_stored_and_used_by_the_ensemble(
         tiny_demos: Path, tmp_path: Path) -> None:
-    from imitate.agent import agent_for_demo
-    from imitate.data import DemoDataset
-
     out = tmp_path / "rule"
     done = run_cli("train", "--demos", str(tiny_demos), "--out", str(out), "--steps", "2",
                    "--tasks-per-batch", "2", "--pairs-per-task", "4", "--keep-fraction", "0.2",
@@ -185,10 +193,6 @@ def test_tiny_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     assert "quickstart (tiny) done" in done.stdout
     assert (tmp_path / "qs" / "run" / "policy.pt").is_file()
     assert (tmp_path / "qs" / "eval" / "report.md").is_file()
-    import imageio.v2 as imageio
-
-    from imitate.quickstart import QUICKSTART_TEST_TASKS
-
     rows = {task: line for line in done.stdout.splitlines() for task in QUICKSTART_TEST_TASKS
             if line.startswith(f"  {task} ")}
     assert set(rows) == set(QUICKSTART_TEST_TASKS)
@@ -202,11 +206,6 @@ def test_tiny_quickstart_runs_end_to_end(tmp_path: Path) -> None:
 
 def test_quickstart_sets_aside_demos_of_another_expert_version(tmp_path: Path) -> None:
     """After an upgrade of the expert, a re-run starts afresh and keeps the old folder."""
-    from imitate.data import GenerateConfig, generate
-    from imitate.data import format as fmt
-    from imitate.data.generate import expert_version
-    from imitate.quickstart import QUICKSTART_TASKS, set_aside_if_stale
-
     out = tmp_path / "qs"
     generate(GenerateConfig(out=out / "demos", per_task=1, tasks=["ab"], workers=1, seed=0))
     lines: list[str] = []
@@ -216,21 +215,18 @@ def test_quickstart_sets_aside_demos_of_another_expert_version(tmp_path: Path) -
                             seed=0))
     assert set_aside_if_stale(out, lines.append) is None and out.is_dir()  # same version: stays
     manifest = fmt.load_manifest(out / "demos")
-    manifest["expert_version"] = expert_version() - 1
+    manifest["expert_version"] = EXPERT_VERSION - 1
     fmt.save_manifest(out / "demos", manifest)
-    (tmp_path / f"qs-expert{expert_version() - 1}").mkdir()  # an earlier upgrade's leftovers
+    (tmp_path / f"qs-expert{EXPERT_VERSION - 1}").mkdir()  # an earlier upgrade's leftovers
     aside = set_aside_if_stale(out, lines.append)
-    assert aside == tmp_path / f"qs-expert{expert_version() - 1}-2"
+    assert aside == tmp_path / f"qs-expert{EXPERT_VERSION - 1}-2"
     assert not out.exists() and (aside / "demos" / "manifest.json").is_file()
-    assert f"expert version {expert_version() - 1}" in lines[-1] and str(aside) in lines[-1]
+    assert f"expert version {EXPERT_VERSION - 1}" in lines[-1] and str(aside) in lines[-1]
 
 
 @pytest.mark.parametrize("conditioning", ["snapshot", "final"])
 def test_snapshot_and_final_conditioning_train_and_act(tiny_demos: Path, tmp_path: Path,
                                                        conditioning: str) -> None:
-    from imitate.agent import agent_for_demo
-    from imitate.data import DemoDataset
-
     summary = train(small_config(tiny_demos, tmp_path / conditioning, steps=2,
                                  conditioning=conditioning))
     policy = load_checkpoint(summary.checkpoint).policy
@@ -277,8 +273,6 @@ def test_training_refuses_the_test_task_itself(tmp_path: Path) -> None:
 
 def test_training_refuses_demos_from_an_evaluation_stream(tiny_demos: Path,
                                                           tmp_path: Path) -> None:
-    from imitate.data import format as fmt
-
     copy = tmp_path / "demos"
     shutil.copytree(tiny_demos, copy)
     manifest = fmt.load_manifest(copy)
@@ -291,8 +285,6 @@ def test_training_refuses_demos_from_an_evaluation_stream(tiny_demos: Path,
 
 def test_allow_test_tasks_trains_and_the_checkpoint_records_it(test_class_demos: Path,
                                                                tmp_path: Path) -> None:
-    from imitate.novelty import trained_classes
-
     summary = train(small_config(test_class_demos, tmp_path / "run", steps=1,
                                  allow_test_tasks=True))
     saved = load_checkpoint(summary.checkpoint)
@@ -309,9 +301,6 @@ def test_a_clean_dataset_is_recorded_as_clean(tiny_policy: Path) -> None:
 
 
 def test_quickstart_evaluates_only_classes_it_never_trains_on() -> None:
-    from imitate.novelty import UNSEEN, novelty, tasks_in_test_classes
-    from imitate.quickstart import QUICKSTART_TASKS, QUICKSTART_TEST_TASKS
-
     classes = frozenset(parse_task(layout).task_class for layout in QUICKSTART_TASKS)
     assert [novelty(layout, classes) for layout in QUICKSTART_TEST_TASKS] == [UNSEEN] * 3
     assert tasks_in_test_classes(QUICKSTART_TASKS, envs.load_suite()) == []  # trainable
@@ -321,9 +310,6 @@ def test_the_dropout_study_compares_runs_at_equal_cpu_time_and_at_equal_steps(
         tmp_path: Path) -> None:
     """``scripts/dropout_study.py --analyse-only`` on two runs' metrics: a run twice as costly
     per step is read at the cheaper run's CPU time (half its steps) and at equal steps."""
-    import subprocess
-    import sys
-
     for name, cpu_per_step in (("v05-final", 1.0), ("m2-final", 2.0)):
         folder = tmp_path / name
         folder.mkdir()

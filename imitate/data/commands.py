@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from imitate.data.format import DatasetError
 from imitate.data.generate import (
     DEFAULT_MAX_ATTEMPTS,
@@ -70,8 +72,6 @@ def add_demos_commands(commands: argparse._SubParsersAction) -> None:
 
 def _progress_bar(quiet: bool) -> tuple[Any, Callable[[Progress], None]]:
     """A tqdm bar on stderr (off when ``quiet`` or not a TTY) and the callback that feeds it."""
-    from tqdm import tqdm
-
     disable = quiet or not sys.stderr.isatty()
     bar = tqdm(total=None, unit="demo", file=sys.stderr, disable=disable, dynamic_ncols=True,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")

@@ -21,11 +21,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
+import envs
+from envs.expert import DEFAULT_NOISE_STD, EXPERT_VERSION
+from envs.suite import SUITE_VERSION
 from imitate import __version__
 from imitate.data import format as fmt
 from imitate.data.record import DemoJob, DemoResult, demo_runner, env_kwargs
@@ -39,20 +43,6 @@ logger = logging.getLogger(__name__)
 LOCK_NAME = fmt.GENERATE_LOCK
 DEFAULT_SHARD_SIZE = 50
 DEFAULT_MAX_ATTEMPTS = 50
-
-
-def default_noise() -> float:
-    """The expert module's documented default noise std (m per control step, per axis)."""
-    from envs.expert import DEFAULT_NOISE_STD
-
-    return float(DEFAULT_NOISE_STD)
-
-
-def expert_version() -> int:
-    """``envs.expert.EXPERT_VERSION``: the behaviour version recorded with every dataset."""
-    from envs.expert import EXPERT_VERSION
-
-    return EXPERT_VERSION
 
 
 @dataclass(frozen=True)
@@ -86,15 +76,13 @@ class GenerateConfig:
     layouts: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        import envs
-
         object.__setattr__(self, "out", Path(self.out))
         if self.split not in SPLIT_STREAMS:
             raise ValueError(f"unknown split {self.split!r}; choose train or test")
         require_positive_ints(self, ("per_task", "workers", "shard_size", "max_attempts"))
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed!r}")
-        noise = default_noise() if self.noise is None else float(self.noise)
+        noise = DEFAULT_NOISE_STD if self.noise is None else float(self.noise)
         if not math.isfinite(noise) or noise < 0:
             raise ValueError(f"--noise must be a finite std >= 0 (m per step), got {self.noise!r}")
         object.__setattr__(self, "noise", noise)
@@ -120,9 +108,9 @@ class GenerateConfig:
                        "tasks": list(self.layouts), "tasks_from": "suite" if self.tasks is None
                        else "option", "per_task": self.per_task, "seed": self.seed,
                        "noise": self.noise, "shard_size": self.shard_size},
-            "env": {"id": _env_id(), "kwargs": env_kwargs()},
-            "suite_version": _suite_version(),
-            "expert_version": expert_version(),
+            "env": {"id": envs.ENV_ID, "kwargs": env_kwargs()},
+            "suite_version": SUITE_VERSION,
+            "expert_version": EXPERT_VERSION,
         }
 
     def command(self) -> str:
@@ -133,18 +121,6 @@ class GenerateConfig:
         parts += ["--per-task", str(self.per_task), "--seed", str(self.seed),
                   "--noise", repr(self.noise), "--shard-size", str(self.shard_size)]
         return shlex.join(parts)
-
-
-def _env_id() -> str:
-    import envs
-
-    return envs.ENV_ID
-
-
-def _suite_version() -> int:
-    from envs.suite import SUITE_VERSION
-
-    return SUITE_VERSION
 
 
 # --- the dataset -------------------------------------------------------------------------------
@@ -259,8 +235,6 @@ def _lookup(data: dict[str, Any], dotted: str) -> Any:
 
 def _software() -> dict[str, str]:
     """Versions of what recorded the data (informative; not compared on resume)."""
-    from importlib.metadata import version
-
     return {"imitate": __version__, "numpy": np.__version__, "pybullet": version("pybullet"),
             "python": sys.version.split()[0]}
 
