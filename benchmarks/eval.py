@@ -17,14 +17,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
 from imitate.checkpoint import save_checkpoint
 from imitate.evaluation import EvalConfig, evaluate
 from imitate.model import OneShotPolicy, PolicyConfig
 
 
 def untrained_checkpoint(folder: Path) -> Path:
-    import torch
-
     torch.manual_seed(0)
     return save_checkpoint(folder / "policy.pt", OneShotPolicy(PolicyConfig()), env={},
                            suite_version=1, training={"benchmark": True}, step=0)

@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
@@ -163,12 +165,8 @@ def smooth(values: list[float], width: int = 5) -> list[float]:
 
 
 def plot(settings: list[Setting], runs: dict[str, list[dict]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(2, 2, figsize=(12, 8), sharey="row")
+    figure = Figure(figsize=(12, 8))
+    axes = figure.subplots(2, 2, sharey="row")
     for setting in settings:
         rows = [r for r in runs[setting.name] if "val_loss" in r]
         style = "--" if setting.name.startswith("v05") else "-"
@@ -189,14 +187,12 @@ def plot(settings: list[Setting], runs: dict[str, list[dict]], path: Path) -> No
 
 
 def save_png(figure: object, path: Path) -> None:
-    """Lay out ``figure``, write it to ``path`` as PNG atomically and release it."""
-    import matplotlib.pyplot as plt
-
+    """Lay out ``figure`` (a ``matplotlib.figure.Figure``) and write it to ``path`` as PNG
+    atomically."""
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90)
     atomic_write_bytes(path, buffer.getvalue())
-    plt.close(figure)
 
 
 def main(argv: list[str] | None = None) -> int:

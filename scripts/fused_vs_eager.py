@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from dropout_study import read_metrics, save_png, smooth
+from matplotlib.figure import Figure
 
 from imitate.files import atomic_write_bytes
 
@@ -99,12 +100,8 @@ def table(runs: dict[str, list[dict]], out: Path, every: int) -> str:
 
 
 def plot(runs: dict[str, list[dict]], path: Path, conditioning: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    figure = Figure(figsize=(11, 4))
+    axes = figure.subplots(1, 2, sharey=True)
     for label, style in zip(runs, ("-", "--", ":"), strict=False):
         rows = list(held_out(runs[label]).values())
         for axis, key, scale in ((axes[0], "step", 1), (axes[1], "cpu_s", 60)):
