@@ -31,6 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+import envs
+from envs.expert import DEFAULT_NOISE_STD, EXPERT_VERSION, ScriptedExpert, noisy_action
+from envs.stack_env import BlockStackEnv
+from envs.tasks import BLOCK_LETTERS
+from imitate.actions import snap
+
 MODES = ("clean", "noisy", "snapped")
 
 
@@ -60,9 +66,6 @@ DEFAULT_SUITE_VERSION = 1
 def tasks_with_stages(num_stages: int, seed: int,
                       suite_version: int = DEFAULT_SUITE_VERSION) -> list[str]:
     """Layouts with ``num_stages`` stages: the suite's, or random 10-cube towers for 9 stages."""
-    import envs
-    from envs.tasks import BLOCK_LETTERS
-
     suite = envs.load_suite(suite_version)
     tasks = [t.layout for t in suite.train + suite.test if t.num_stages == num_stages]
     if num_stages == 9:
@@ -79,10 +82,6 @@ _ENV = None
 def run_episode(job: Job) -> Outcome:
     """One seeded episode of the expert in this process's env."""
     global _ENV
-    from envs.expert import ScriptedExpert, noisy_action
-    from envs.stack_env import BlockStackEnv
-    from imitate.actions import snap
-
     if _ENV is None:
         _ENV = BlockStackEnv(task=job.task)
     env = _ENV
@@ -190,8 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", type=Path, default=None,
                         help="JSON-lines file of finished episodes: appended to, and resumed from")
     args = parser.parse_args(argv)
-    from envs.expert import DEFAULT_NOISE_STD, EXPERT_VERSION
-
     if args.noise is None:
         args.noise = DEFAULT_NOISE_STD
     jobs = make_jobs(args)

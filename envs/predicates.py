@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.tasks import Task
+from envs.tasks import TABLE, Task
 
 # Paper (development code, reference/paper.md): a stage is complete when the upper block is
 # within 2 cm of the lower in x and y, and 5 +- 0.5 cm above it in z (5 cm cubes).
@@ -55,8 +55,6 @@ MANIPULATION_FAILURE = "manipulation_failure"
 RECOVERABLE_FAILURE = "recoverable_failure"
 #: Every failure class, in the order reports list them (``failure_class`` holds the precedence).
 FAILURE_CLASSES = (RECOVERABLE_FAILURE, MANIPULATION_FAILURE, WRONG_MOVE)
-
-NO_SUPPORT = -1
 
 
 @dataclass(frozen=True)
@@ -98,10 +96,12 @@ def rests_on(upper_xyz: np.ndarray, lower_xyz: np.ndarray) -> bool:
 
 
 def support_of(positions: np.ndarray, free: np.ndarray) -> np.ndarray:
-    """``(n,)`` int: for each block, the index of the block it rests on, or -1 if none.
+    """``(n,)`` int: for each block, the index of the block it rests on, or ``TABLE`` (-1) when
+    it rests on no block (the table itself is not checked: see ``envs.tasks.TABLE``).
 
-    A held or moving block (``free`` False) rests on nothing. Should a block rest on several
-    blocks (only possible with interpenetrating cubes), the one closest in x-y is chosen.
+    A held or moving block (``free`` False) rests on no block. Should a block rest on several
+    blocks (only possible with interpenetrating cubes), the one closest in x-y is chosen, the
+    lowest index among equally close ones.
     """
     pos = _as_positions(positions)
     free = _as_mask(free, len(pos))
@@ -111,8 +111,8 @@ def support_of(positions: np.ndarray, free: np.ndarray) -> np.ndarray:
     count = candidate.sum(axis=1)
     if count.max(initial=0) > 1:  # ambiguous: take the closest in x-y
         xy_distance = np.where(candidate, np.hypot(offsets[..., 0], offsets[..., 1]), np.inf)
-        return np.where(count > 0, xy_distance.argmin(axis=1), NO_SUPPORT)
-    return np.where(count > 0, candidate.argmax(axis=1), NO_SUPPORT)
+        return np.where(count > 0, xy_distance.argmin(axis=1), TABLE)
+    return np.where(count > 0, candidate.argmax(axis=1), TABLE)
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class LayoutStatus:
     """Everything the stage and success predicates derive from one support computation.
 
     Attributes:
-        support: ``(n,)`` int, the block each block rests on (``NO_SUPPORT`` if none).
+        support: ``(n,)`` int, the block each block rests on (``TABLE`` if none).
         stage: stages complete in build order.
         success: every block rests exactly on its target support.
         incompatible: some block rests on a block other than its target support.
@@ -146,7 +146,7 @@ def layout_status(task: Task, positions: np.ndarray, free: np.ndarray) -> Layout
         support=support,
         stage=stage,
         success=rests == list(targets),
-        incompatible=any(r not in (NO_SUPPORT, t) for r, t in zip(rests, targets, strict=True)),
+        incompatible=any(r not in (TABLE, t) for r, t in zip(rests, targets, strict=True)),
     )
 
 

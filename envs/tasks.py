@@ -33,8 +33,14 @@ from typing import NamedTuple, NoReturn
 BLOCK_LETTERS = "abcdefghij"
 MIN_BLOCKS = 2
 MAX_BLOCKS = 10
-#: ``Task.target_support`` value of a block whose target is the table.
+#: Support markers: a block's support is the index of the block it rests on, or one of these.
+#: ``TABLE`` (-1): on no block. It is ``Task.target_support`` of a tower's bottom block, and what
+#: ``predicates.support_of`` gives every block that rests on no block (it does not look at the
+#: table, so a held or falling block gets ``TABLE`` too). ``IN_AIR`` (-2): on neither a block nor
+#: the table (held, falling, tilted); the scripted expert's ``WorldView.support``, which checks
+#: the table, tells it apart from ``TABLE``.
 TABLE = -1
+IN_AIR = -2
 
 _EXAMPLE = "expected towers of letters a-j separated by spaces, e.g. 'ab cde'"
 
@@ -93,16 +99,16 @@ def _all_task_classes() -> tuple[TaskClass, ...]:
     """Every class of 2 to 10 blocks, by blocks, heights, single blocks (enumerated once)."""
     found = [TaskClass(heights, blocks - sum(heights))
              for blocks in range(MIN_BLOCKS, MAX_BLOCKS + 1)
-             for heights in _tower_heights(blocks)]
+             for heights in _height_sequences(blocks)]
     return tuple(sorted(found, key=lambda c: (c.num_blocks, c.heights, c.singles)))
 
 
-def _tower_heights(max_blocks: int) -> list[tuple[int, ...]]:
+def _height_sequences(max_blocks: int) -> list[tuple[int, ...]]:
     """Every sequence of tower heights of at least 2 blocks with at most ``max_blocks`` in all."""
     found: list[tuple[int, ...]] = []
     for first in range(2, max_blocks + 1):
         found.append((first,))
-        found += [(first, *rest) for rest in _tower_heights(max_blocks - first)]
+        found += [(first, *rest) for rest in _height_sequences(max_blocks - first)]
     return found
 
 
@@ -191,6 +197,54 @@ class Task:
         for stage in self.stages:
             support[stage.source] = stage.target
         return tuple(support)
+
+    @cached_property
+    def tower_blocks(self) -> tuple[tuple[int, ...], ...]:
+        """The towers as block indices, in the order written, each top to bottom:
+        ``((0, 1), (2, 3, 4))`` for ``"ab cde"``."""
+        return tuple(tuple(_index(letter) for letter in tower) for tower in self.towers)
+
+    @cached_property
+    def tower_of(self) -> tuple[int, ...]:
+        """Per block index, the index of its tower in ``towers`` (towers are built in that
+        order): ``(0, 0, 1, 1, 1)`` for ``"ab cde"``."""
+        towers = [0] * self.num_blocks
+        for number, tower in enumerate(self.tower_blocks):
+            for block in tower:
+                towers[block] = number
+        return tuple(towers)
+
+    @cached_property
+    def tower_heights(self) -> tuple[int, ...]:
+        """Per block index, the final height (blocks) of its tower: ``(2, 2, 3, 3, 3)`` for
+        ``"ab cde"``."""
+        return tuple(len(self.towers[tower]) for tower in self.tower_of)
+
+    @cached_property
+    def blocks_below(self) -> tuple[int, ...]:
+        """Per block index, how many blocks end up under it in its tower (0 for a tower's bottom
+        block): ``(1, 0, 2, 1, 0)`` for ``"ab cde"``."""
+        below = [0] * self.num_blocks
+        for tower in self.tower_blocks:
+            for above_bottom, block in enumerate(reversed(tower)):
+                below[block] = above_bottom
+        return tuple(below)
+
+    @cached_property
+    def build_order(self) -> tuple[int, ...]:
+        """The blocks in the order they reach their final place: towers in the order written,
+        each from its bottom block up (the bottom, then the stages' sources): ``(1, 0, 4, 3, 2)``
+        for ``"ab cde"``."""
+        return tuple(block for tower in self.tower_blocks for block in reversed(tower))
+
+    @cached_property
+    def build_rank(self) -> tuple[int, ...]:
+        """Per block index, its place in ``build_order``: ``(1, 0, 4, 3, 2)`` for ``"ab cde"``.
+        A block of a tower written earlier always ranks before every block of a later tower."""
+        rank = [0] * self.num_blocks
+        for place, block in enumerate(self.build_order):
+            rank[block] = place
+        return tuple(rank)
 
     @cached_property
     def canonical(self) -> str:

@@ -37,6 +37,7 @@ from PIL import Image, ImageDraw
 import envs
 from envs.constants import CUBE_COLORS
 from envs.expert import DEFAULT_NOISE_STD, ScriptedExpert
+from envs.tasks import BLOCK_LETTERS
 from imitate.agent import agent_for_demo
 from imitate.checkpoint import load_checkpoint
 from imitate.data.record import env_kwargs
@@ -97,7 +98,7 @@ class AttentionAgent:
         k = self.agent.num_blocks
         neighborhood = np.stack([w[0, :, :k, :, :k].cpu().numpy() for w in maps.neighborhood])
         self.trace = AttentionTrace(
-            layout=layout, num_stages=num_stages, letters=[chr(ord("a") + i) for i in range(k)],
+            layout=layout, num_stages=num_stages, letters=list(BLOCK_LETTERS[:k]),
             demo_length=len(demo.blocks), stage_ends=[int(e) for e in demo.stage_ends],
             demo_frames=self.agent.demo_frames, neighborhood=neighborhood)
 

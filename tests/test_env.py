@@ -262,6 +262,22 @@ def test_pybullet_prints_nothing() -> None:
     assert done.stdout == "" and done.stderr == ""
 
 
+@pytest.mark.parametrize("modules", ["envs", "envs.tasks",
+                                     "envs, envs.suite, envs.predicates, envs.expert"])
+def test_importing_envs_does_not_import_pybullet(modules: str) -> None:
+    code = f"import sys, {modules}; assert 'pybullet' not in sys.modules, sorted(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_gymnasium_make_works_after_a_bare_import_envs() -> None:
+    """The env is registered by its entry point; PyBullet comes in with the first env."""
+    code = ("import sys, gymnasium, envs; assert 'pybullet' not in sys.modules; "
+            "e = gymnasium.make('BlockStack-v0', task='abc'); e.reset(seed=0); "
+            "assert 'pybullet' in sys.modules and envs.ScriptedExpert().act(e).shape == (4,); "
+            "e.close()")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_envs_does_not_import_imitate() -> None:
     code = "import sys, envs; assert not any(m.startswith('imitate') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -12,21 +12,20 @@ import envs
 from envs import constants as C
 from envs.expert import (
     DEFAULT_NOISE_STD,
-    ROOM_X,
-    ROOM_Y,
     Move,
     NoisyExpert,
     ScriptedExpert,
     WorldView,
-    _set_down,
     arm_hits,
     free_spots,
     noisy_action,
     observe,
     plan_move,
 )
+from envs.expert.set_down import set_down
+from envs.expert.spots import ROOM_X, ROOM_Y
 from envs.stack_env import BlockStackEnv
-from envs.tasks import TABLE, parse_task
+from envs.tasks import IN_AIR, TABLE, parse_task
 from imitate.actions import snap
 
 Executor = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -180,6 +179,21 @@ def leaves_room(xy: np.ndarray, around: np.ndarray) -> bool:
     return bool(gap[0] >= ROOM_X or gap[1] >= ROOM_Y)
 
 
+def test_the_world_view_tells_a_cube_on_a_block_on_the_table_and_in_the_air_apart() -> None:
+    """``WorldView.support``: the block under a cube (``support_of``; the closest in x-y, then the
+    lowest index), else ``TABLE`` at resting height on the table, else ``IN_AIR``; the held cube
+    is ``IN_AIR``, and a cube may rest on it."""
+    positions = [[0.40, 0.0, 0.025],  # a on the table
+                 [0.40, 0.01, 0.075],  # b on a
+                 [0.55, 0.10, 0.20],  # c in the air
+                 [0.55, -0.10, 0.025],  # d held at the table's height
+                 [0.55, -0.10, 0.075],  # e on the held d
+                 [0.5, 0.25, 0.025], [0.515625, 0.25, 0.025],  # f, g: overlapping on the table
+                 [0.5078125, 0.25, 0.075]]  # h: on f and g, exactly as close to each
+    view = layout_view("abcdefgh", positions, hand=[0.55, -0.10, 0.025], held=3)
+    assert view.support.tolist() == [TABLE, 0, IN_AIR, IN_AIR, 3, TABLE, TABLE, 5]
+
+
 # Recorded from 8-stage benchmark episodes that expert v2 failed (timeouts).
 # "jcdeh igabf", clean, seed 8014: stage 5, a (the source) goes on b; i stands in the way.
 LAYOUT_8014 = [[0.6593, 0.0402, 0.025], [0.3873, 0.1961, 0.075], [0.5021, -0.225, 0.1749],
@@ -244,9 +258,9 @@ def test_travel_height_clears_a_tall_tower_under_the_forearm() -> None:
 
 def test_set_down_keeps_out_of_the_way_of_the_pending_move() -> None:
     view = layout_view("cfjhe adgib", LAYOUT_8017, hand=[0.3005, -0.0405, 0.0461], held=3)
-    alone = _set_down(view, 3)
+    alone = set_down(view, 3)
     pending = Move(8, alone.destination.copy(), TABLE, "intruder")  # i bound for that very spot
-    spot = _set_down(view, 3, pending)
+    spot = set_down(view, 3, pending)
     assert leaves_room(spot.destination, pending.destination), (spot, pending)
 
 

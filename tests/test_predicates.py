@@ -19,7 +19,7 @@ from envs.predicates import (
     stages_completed,
     support_of,
 )
-from envs.tasks import parse_task
+from envs.tasks import TABLE, parse_task
 
 HALF = 0.025  # half a cube: the centre height of a block on the table (z = 0)
 
@@ -48,7 +48,7 @@ def test_correct_tower_is_success() -> None:
     b = above(c)
     a = above(b)
     positions, free = state(a, b, c)
-    assert list(support_of(positions, free)) == [1, 2, -1]
+    assert list(support_of(positions, free)) == [1, 2, TABLE]
     assert stages_completed(task, positions, free) == 2
     assert is_success(task, positions, free)
     assert not has_incompatible_relation(task, positions, free)
@@ -85,7 +85,7 @@ def test_held_block_on_target_does_not_count() -> None:
     task = parse_task("ab")
     b = on_table(0.5, 0.0)
     positions, free = state(above(b), b, free=[False, True])
-    assert list(support_of(positions, free)) == [-1, -1]
+    assert list(support_of(positions, free)) == [TABLE, TABLE]
     assert stages_completed(task, positions, free) == 0
     assert not is_success(task, positions, free)
     assert classify_failure(task, positions, free) == "recoverable_failure"
@@ -185,13 +185,16 @@ def test_exploding_speed_is_irrecoverable() -> None:
 
 def test_nan_positions_never_rest() -> None:
     positions, free = state([np.nan, np.nan, np.nan], on_table(0.5, 0.0))
-    assert list(support_of(positions, free)) == [-1, -1]
+    assert list(support_of(positions, free)) == [TABLE, TABLE]
 
 
 def test_closest_support_wins() -> None:
     # Interpenetrating lower blocks (impossible physically) both within tolerance.
     positions, free = state([0.5, 0.0, 0.075], [0.515, 0.0, HALF], [0.49, 0.0, HALF])
     assert support_of(positions, free)[0] == 2
+    # Exactly as close to both (dyadic coordinates): the lower index.
+    positions, free = state([0.5078125, 0.0, 0.075], [0.515625, 0.0, HALF], [0.5, 0.0, HALF])
+    assert support_of(positions, free)[0] == 1
 
 
 def test_shape_checks() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 
@@ -9,6 +10,7 @@ import pytest
 
 from envs.tasks import (
     BLOCK_LETTERS,
+    IN_AIR,
     MAX_BLOCKS,
     MIN_BLOCKS,
     TABLE,
@@ -52,6 +54,45 @@ def test_target_support() -> None:
     task = parse_task("ab cde")
     assert task.target_support == (1, TABLE, 3, 4, TABLE)
     assert parse_task("ba c").target_support == (TABLE, 0, TABLE)
+
+
+def test_support_markers_are_no_block_index_and_differ() -> None:
+    assert TABLE == -1 and IN_AIR == -2  # below every block index (0 and up)
+
+
+def test_towers_as_block_indices_and_each_block_s_place_in_its_tower() -> None:
+    task = parse_task("ab cde f")
+    assert task.tower_blocks == ((0, 1), (2, 3, 4), (5,))
+    assert task.tower_of == (0, 0, 1, 1, 1, 2)
+    assert task.tower_heights == (2, 2, 3, 3, 3, 1)
+    assert task.blocks_below == (1, 0, 2, 1, 0, 0)
+    assert parse_task("c abde").tower_of == (1, 1, 0, 1, 1)
+
+
+def test_build_order_is_towers_as_written_each_bottom_up() -> None:
+    task = parse_task("c abde")
+    assert task.build_order == (2, 4, 3, 1, 0)
+    assert task.build_rank == (4, 3, 0, 2, 1)
+
+
+@pytest.mark.parametrize("layout", ["ab cde fg hij", "c abde", "ji hg fe dc ba", "jcdeh igabf",
+                                    "b a c ed"])
+def test_tower_facts_agree_with_the_towers_and_the_stages(layout: str) -> None:
+    task = parse_task(layout)
+    for block in range(task.num_blocks):
+        tower = task.tower_blocks[task.tower_of[block]]
+        assert BLOCK_LETTERS[block] in task.towers[task.tower_of[block]]
+        assert task.tower_heights[block] == len(tower)
+        assert task.blocks_below[block] == len(tower) - 1 - tower.index(block)
+        assert task.build_order[task.build_rank[block]] == block
+    assert sorted(task.build_order) == list(range(task.num_blocks))
+    # Stages put their sources in build order, each on a block placed before it.
+    sources = [b for b in task.build_order if task.target_support[b] != TABLE]
+    assert sources == [stage.source for stage in task.stages]
+    assert all(task.build_rank[target] < task.build_rank[source] for source, target in task.stages)
+    # A tower written earlier is built before every later one.
+    for earlier, later in itertools.pairwise(task.tower_blocks):
+        assert max(task.build_rank[b] for b in earlier) < min(task.build_rank[b] for b in later)
 
 
 def test_layout_str_and_blocks() -> None:
@@ -121,8 +162,6 @@ def relabel(layout: str, letters: tuple[str, ...]) -> str:
 
 @pytest.mark.parametrize("layout", ["ab cd e", "ecadb", "abc de f", "ab c d", "bca"])
 def test_the_class_is_the_same_under_every_relabelling(layout: str) -> None:
-    import itertools
-
     task = parse_task(layout)
     relabelled = {relabel(layout, letters)
                   for letters in itertools.permutations(BLOCK_LETTERS[: task.num_blocks])}
