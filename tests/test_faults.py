@@ -370,14 +370,15 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
     assert run_cli(*command, "--episodes-per-task", "1", "--workers", "1").returncode == 0
     before = contents(out)
     process = subprocess.Popen([sys.executable, "-m", "imitate.cli", *command,
-                                "--episodes-per-task", "40", "--workers", "2", "--seed", "1"],
+                                "--episodes-per-task", "400", "--workers", "2", "--seed", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = out / EVAL_LOCK_NAME
     deadline = time.monotonic() + 60
     while "pid" not in (lock.read_text() if lock.exists() else ""):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.1)
-    time.sleep(3)  # episodes under way
+    time.sleep(3)  # episodes under way (400 of them: far from done)
+    assert process.poll() is None, "the evaluation ended before it could be interrupted"
     process.send_signal(number)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == (130 if number == signal.SIGINT else -signal.SIGKILL), stderr
