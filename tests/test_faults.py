@@ -365,19 +365,21 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
     import time
 
     out = tmp_path / "report"
-    command = ["eval", "--checkpoint", str(tiny_policy), "--tasks", "ab", "--ensemble", "1",
+    # A 3-stage task: 750-step episodes, so 40 of them outlast the 3 s below on an idle machine.
+    # Few jobs: with 400 queued (more than the pipe to the workers holds), one run hung.
+    command = ["eval", "--checkpoint", str(tiny_policy), "--tasks", "abcd", "--ensemble", "1",
                "--no-expert", "--compile", "off", "--out", str(out), "--quiet"]
     assert run_cli(*command, "--episodes-per-task", "1", "--workers", "1").returncode == 0
     before = contents(out)
     process = subprocess.Popen([sys.executable, "-m", "imitate.cli", *command,
-                                "--episodes-per-task", "400", "--workers", "2", "--seed", "1"],
+                                "--episodes-per-task", "40", "--workers", "2", "--seed", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = out / EVAL_LOCK_NAME
     deadline = time.monotonic() + 60
     while "pid" not in (lock.read_text() if lock.exists() else ""):
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.1)
-    time.sleep(3)  # episodes under way (400 of them: far from done)
+    time.sleep(3)  # episodes under way
     assert process.poll() is None, "the evaluation ended before it could be interrupted"
     process.send_signal(number)
     _, stderr = process.communicate(timeout=120)
