@@ -359,6 +359,13 @@ def test_an_operating_system_error_names_its_file_without_an_errno(tiny_demos: P
 
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGKILL])
+def default_sigint() -> None:
+    """In the child before exec: SIGINT back to its default, so that Python turns it into
+    KeyboardInterrupt even when this suite runs in a background job (``make test &``), whose
+    shell starts every command with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
         tiny_policy: Path, tmp_path: Path, number: signal.Signals) -> None:
     import sys
@@ -366,14 +373,14 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
 
     out = tmp_path / "report"
     # A 3-stage task: 750-step episodes, so 40 of them outlast the 3 s below on an idle machine.
-    # Few jobs: with 400 queued (more than the pipe to the workers holds), one run hung.
     command = ["eval", "--checkpoint", str(tiny_policy), "--tasks", "abcd", "--ensemble", "1",
                "--no-expert", "--compile", "off", "--out", str(out), "--quiet"]
     assert run_cli(*command, "--episodes-per-task", "1", "--workers", "1").returncode == 0
     before = contents(out)
     process = subprocess.Popen([sys.executable, "-m", "imitate.cli", *command,
                                 "--episodes-per-task", "40", "--workers", "2", "--seed", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_sigint)
     lock = out / EVAL_LOCK_NAME
     deadline = time.monotonic() + 60
     while "pid" not in (lock.read_text() if lock.exists() else ""):
