@@ -358,7 +358,6 @@ def test_an_operating_system_error_names_its_file_without_an_errno(tiny_demos: P
     assert "[Errno" not in done.stderr
 
 
-@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGKILL])
 def default_sigint() -> None:
     """In the child before exec: SIGINT back to its default, so that Python turns it into
     KeyboardInterrupt even when this suite runs in a background job (``make test &``), whose
@@ -366,6 +365,7 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGKILL])
 def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
         tiny_policy: Path, tmp_path: Path, number: signal.Signals) -> None:
     import sys
