@@ -13,7 +13,7 @@ The simulation lives in the sibling package ``envs``; this package holds the lea
         agent = imitate.agent_for_demo(policy, demos.demo("ab cd", 0), ensemble=2)
     results = imitate.evaluate(imitate.EvalConfig(checkpoint=summary.checkpoint, tasks=("abc",),
                                                   episodes_per_task=1, ensemble=2))
-    print(results[0].success, results[0].failure, results[0].novelty)
+    outcome = (results[0].success, results[0].failure, results[0].novelty)
 
 The names below are imported on first use (PEP 562), so ``import imitate`` stays light: torch and
 PyBullet load only when a name that needs them is touched.
