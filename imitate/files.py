@@ -31,6 +31,7 @@ import errno
 import fcntl
 import hashlib
 import os
+import shutil
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -58,8 +59,13 @@ def write_error(path: Path, error: OSError) -> WriteError:
 # --- atomic files ------------------------------------------------------------------------------
 def _fsync_dir(folder: Path) -> None:
     """Make a rename in ``folder`` durable (skipped where the filesystem cannot)."""
-    with contextlib.suppress(OSError):  # some filesystems cannot fsync a folder
-        fd = os.open(folder, os.O_RDONLY)
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    """fsync a file or a folder (skipped where the filesystem cannot, e.g. a folder on some)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY if path.is_dir() else os.O_RDWR)
         try:
             os.fsync(fd)
         finally:
@@ -121,6 +127,35 @@ def atomic_write_files(contents: Mapping[Path, bytes]) -> None:
             os.replace(tmp, path)
         for folder in {path.parent for path in temporaries}:
             _fsync_dir(folder)
+
+
+@contextlib.contextmanager
+def atomic_folder(path: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``path`` (``.NAME.tmp-PID``) for a writer to fill;
+    when the block ends normally, fsync it and rename it to ``path``. An existing ``path``
+    (``overwrite``) is first renamed aside, then deleted. On any failure the temporary folder
+    is removed, ``path`` is left as it was, and an ``OSError`` becomes a ``WriteError``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    old = path.with_name(f".{path.name}.old-{os.getpid()}")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        yield tmp
+        for inner in sorted(tmp.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            _fsync(inner)  # files first, then their folders
+        _fsync(tmp)
+        if path.exists() and overwrite:
+            os.replace(path, old)
+        os.rename(tmp, path)
+        _fsync_dir(path.parent)
+    except OSError as error:
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        raise write_error(path, error) from error
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @contextlib.contextmanager

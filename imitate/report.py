@@ -8,6 +8,7 @@
 | ``episodes.csv`` | one row per episode (task, seeds, outcome, stage reached, expert outcome) |
 | ``summary.csv`` | one row per (seen/unseen, split, stage count): counts, rates, interval bounds |
 | ``report.md`` | the tables shaped like the paper's Tables 3/4 and 7-11 |
+| ``report.html`` | one self-contained page: tables, plots, videos by outcome (``html_report``) |
 | ``success_by_stages.png`` | success vs stage count per split, policy and expert, with intervals |
 | ``outcomes_by_stages.png`` | stacked bars: success / recoverable / manipulation / wrong move |
 
@@ -297,12 +298,18 @@ def write_report(folder: Path, results: Sequence[EpisodeResult], *, config: dict
         text += "\n## Videos\n\n" + "".join(f"- [{v.name}]({_relative(v, folder)})\n"
                                             for v in videos)
     images = plot_images(rows, folder)
+    from imitate.html_report import report_html  # it builds on this module's tables
+
+    page = report_html(folder, results, rows, tasks, [_relative(p, folder) for p in images],
+                       config=config, checkpoint=checkpoint, timing=timing)
+    files["html"] = folder / "report.html"
     # All or nothing: every file is written to a temporary first, so a full disk leaves the
     # earlier report whole.
     atomic_write_files({files["json"]: json.dumps(report, indent=1).encode(),
                         files["episodes_csv"]: _csv_bytes(episodes),
                         files["summary_csv"]: _csv_bytes(_summary_rows(rows)),
-                        files["markdown"]: text.encode(), **images})
+                        files["markdown"]: text.encode(), files["html"]: page.encode(),
+                        **images})
     success_plot, outcome_plot = images
     files.update({"success_plot": success_plot, "outcome_plot": outcome_plot})
     return files

@@ -7,11 +7,16 @@ Public API::
     from imitate.data import DemoDataset, PairSampler, Batch   # read one for training
     from imitate.data import Stream, demo_seeds                # disjoint seed streams
     from imitate.data import create_aggregate, append_shard    # append-only data (DAgger)
+    from imitate.data import ExportConfig, export_dataset      # to Minari or robomimic
+    from imitate.data import read_minari_export, read_robomimic_export  # and back
 
 The format is documented in ``demos/README.md`` and ``imitate.data.format``.
 """
 
 from imitate.data.aggregate import append_shard, create_aggregate
+from imitate.data.export import ExportConfig, ExportSummary, export_dataset
+from imitate.data.export_minari import read_minari_export
+from imitate.data.export_robomimic import read_robomimic_export
 from imitate.data.format import (
     FORMAT_VERSION,
     CorruptShardError,
@@ -43,6 +48,8 @@ __all__ = [
     "DemoJob",
     "DemoResult",
     "DemoSeeds",
+    "ExportConfig",
+    "ExportSummary",
     "GenerateConfig",
     "GenerateSummary",
     "PairSampler",
@@ -55,9 +62,12 @@ __all__ = [
     "create_aggregate",
     "dataset_info",
     "demo_seeds",
+    "export_dataset",
     "generate",
     "holdout_split",
     "make_env_and_expert",
+    "read_minari_export",
+    "read_robomimic_export",
     "record_demo",
     "rollout",
     "verify_dataset",

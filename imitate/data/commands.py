@@ -1,4 +1,5 @@
-"""The ``imitate demos`` commands (generate, verify, info). Commands print; ``imitate.data`` logs.
+"""The ``imitate demos`` commands (generate, verify, info, export). Commands print;
+``imitate.data`` logs.
 
 Wired into the ``imitate`` parser by ``imitate.cli`` through ``add_demos_commands``. Failures
 raise ``DatasetError`` / ``ValueError``, which ``imitate.cli.main`` prints as one line (exit 2).
@@ -14,6 +15,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from imitate.data.export import (
+    DEFAULT_HOLDOUT_EVERY,
+    FORMATS,
+    ExportConfig,
+    ExportSummary,
+    export_dataset,
+)
 from imitate.data.format import DatasetError
 from imitate.data.generate import (
     DEFAULT_MAX_ATTEMPTS,
@@ -28,8 +36,8 @@ from imitate.options import add_quiet
 
 
 def add_demos_commands(commands: argparse._SubParsersAction) -> None:
-    """Add ``demos generate|verify|info`` to the ``imitate`` sub-command set."""
-    demos = commands.add_parser("demos", help="generate, verify and describe demo datasets")
+    """Add ``demos generate|verify|info|export`` to the ``imitate`` sub-command set."""
+    demos = commands.add_parser("demos", help="generate, verify, describe and export demo datasets")
     sub = demos.add_subparsers(dest="demos_command", required=True, metavar="ACTION")
 
     gen = sub.add_parser("generate", help="record expert demonstrations into a dataset folder",
@@ -68,6 +76,36 @@ def add_demos_commands(commands: argparse._SubParsersAction) -> None:
     info.add_argument("dataset", type=Path, metavar="DIR")
     add_quiet(info, "progress (it has none)")
     info.set_defaults(handler=_cmd_info)
+    _add_export_command(sub)
+
+
+def _add_export_command(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser(
+        "export", help="write a dataset as a Minari dataset or a robomimic HDF5 file",
+        description="Export every demo, losslessly: observations, clean expert labels as "
+        "actions, executed actions, stages and stage ends, task layout, seeds, the env's "
+        "rewards and episode ends, and the hold-out split 'imitate train' uses. Needs the "
+        "'export' extra: pip install 'imitate-oneshot[export]'.")
+    export.add_argument("dataset", type=Path, metavar="DIR",
+                        help="a complete dataset made by 'imitate demos generate'")
+    export.add_argument("--format", required=True, choices=FORMATS,
+                        help="minari: a Minari dataset (hdf5 backend); robomimic: one HDF5 "
+                        "file in robomimic's layout")
+    export.add_argument("--out", type=Path, default=None, metavar="PATH",
+                        help="minari: the datasets folder the id is resolved in (default: "
+                        "Minari's, MINARI_DATASETS_PATH or ~/.minari/datasets); robomimic: the "
+                        "file (default: DIR.robomimic.hdf5 beside DIR)")
+    export.add_argument("--name", default=None, metavar="ID",
+                        help="Minari dataset id, namespace/name-vN (default: "
+                        "imitate/blockstack-<DIR's name>-v0)")
+    export.add_argument("--holdout-every", type=int, default=DEFAULT_HOLDOUT_EVERY, metavar="N",
+                        help="every N-th demo of each task is the validation split, as in "
+                        f"'imitate train --holdout-every N'; 0: none (default: "
+                        f"{DEFAULT_HOLDOUT_EVERY}, train's)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output instead of refusing")
+    export.add_argument("--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(handler=_cmd_export)
 
 
 def _progress_bar(quiet: bool) -> tuple[Any, Callable[[Progress], None]]:
@@ -109,6 +147,37 @@ def _print_summary(config: GenerateConfig, summary: GenerateSummary) -> None:
     attempts = summary.new_demos + summary.discarded
     print(f"  discarded {summary.discarded} unsuccessful of {attempts} attempts")
     print(f"  check it with: imitate demos verify {summary.out}")
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    config = ExportConfig(dataset=args.dataset, format=args.format, out=args.out, name=args.name,
+                          overwrite=args.overwrite, holdout_every=args.holdout_every)
+    bar = tqdm(total=None, unit="demo", file=sys.stderr, dynamic_ncols=True,
+               disable=args.quiet or not sys.stderr.isatty())
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    with bar:
+        summary = export_dataset(config, on_progress=update)
+    _print_export_summary(config, summary)
+
+
+def _print_export_summary(config: ExportConfig, summary: ExportSummary) -> None:
+    split = (f"every {config.holdout_every}-th demo of each task" if config.holdout_every
+             else "none")
+    what = (f"Minari dataset {summary.dataset_id}" if summary.format == "minari"
+            else "robomimic file")
+    print(f"{config.dataset} -> {what} {summary.path}")
+    print(f"  {summary.demos} demos, {summary.steps} steps, {summary.held_out} held out for "
+          f"validation ({split}), {summary.seconds:.1f} s")
+    if summary.format == "minari":
+        print(f"  load it with: MINARI_DATASETS_PATH={summary.root} python -c \"import minari; "
+              f"print(minari.load_dataset('{summary.dataset_id}'))\"")
+    else:
+        print("  train/valid split: mask/train, mask/valid (robomimic's hdf5_filter_key and "
+              "hdf5_validation_filter_key)")
 
 
 def _cmd_verify(args: argparse.Namespace) -> None:
