@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,38 +85,48 @@ def _print_seen_by(args: argparse.Namespace, suite: Any) -> None:
 
 
 def _cmd_quickstart(args: argparse.Namespace) -> None:
-    import envs
     from imitate.quickstart import TINY_ENV, QuickstartConfig, run_quickstart
 
     tiny = args.tiny or os.environ.get(TINY_ENV, "") not in ("", "0")
     out = args.out or Path("runs/quickstart-tiny" if tiny else "runs/quickstart")
     config = QuickstartConfig(out=out, tiny=tiny, workers=args.workers, seed=args.seed)
+    start = time.perf_counter()
     result = run_quickstart(config, on_stage=(lambda text: None) if args.quiet
                             else lambda text: print(f"== {text}", flush=True))
     summary = result.train_summary
-    print(f"\nquickstart{' (tiny)' if tiny else ''} done:")
-    print(f"  demos       {result.demos}   (imitate demos info {result.demos})")
-    print(f"  policy      {summary.checkpoint}   ({summary.step} BC steps, "
-          f"{summary.samples_per_second:.0f} samples/s)")
-    print(f"  metrics     {result.run / 'metrics.jsonl'}")
-    print(f"  {'':<24}{'held-out accuracy':>18}")
-    print(f"  {'trained policy':<24}{result.held_out_accuracy:>18.3f}")
-    print(f"  {'best constant action':<24}{result.constant_accuracy:>18.3f}")
-    print(f"  (share of the 4 action heads matching the expert, {result.held_out_frames} "
-          "held-out frames)")
-    print(f"\n  {'task':<10}{'class':<7}{'':<8}{'episodes':>9}{'policy success':>16}"
-          f"{'expert success':>16}")
-    for task in dict.fromkeys(e.task for e in result.episodes):
-        mine = [e for e in result.episodes if e.task == task]
+    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+    print(f"\nquickstart{' (tiny)' if tiny else ''} done in {minutes} min {seconds} s.")
+    print("\n1. The shipped policy (--checkpoint pretrained) imitating tasks of classes it never "
+          "trained on,\n   each episode from ONE demo it had never seen:")
+    _print_task_rows(result.pretrained_episodes)
+    print(f"   video   {result.pretrained_video}   ({result.pretrained_video_outcome})")
+    print(f"   report  {result.pretrained_report}")
+    print(f"\n2. A short run of your own: {summary.step} BC steps fine-tuning the shipped policy "
+          f"on {result.demos}")
+    print(f"   held-out action accuracy {result.held_out_accuracy:.3f} (best constant action "
+          f"{result.constant_accuracy:.3f}; 4 heads vs the expert, {result.held_out_frames} "
+          "frames)")
+    _print_task_rows(result.episodes)
+    print(f"   video   {result.video}")
+    print(f"   report  {result.report}")
+    print(f"   run     {result.run}   (policy.pt, config.json, metrics.jsonl)")
+    print("\nunseen: no task of its class (the task up to relabelling of its blocks) was trained "
+          "on;\na fine-tuned policy has trained on its own tasks and on the shipped policy's.")
+
+
+def _print_task_rows(episodes: Sequence[Any]) -> None:
+    """One line per task of ``episodes`` (``EpisodeResult``): class, seen or unseen, stages,
+    policy and expert successes."""
+    import envs
+
+    print(f"   {'task':<12}{'class':<8}{'':<8}{'stages':>6}{'policy':>9}{'expert':>9}")
+    for task in dict.fromkeys(e.task for e in episodes):
+        mine = [e for e in episodes if e.task == task]
         wins = sum(e.success for e in mine)
         expert = sum(bool(e.expert_success) for e in mine)
         task_class = str(envs.parse_task(task).task_class)
-        print(f"  {task:<10}{task_class:<7}{mine[0].novelty:<8}{len(mine):>9}"
-              f"{f'{wins}/{len(mine)}':>16}{f'{expert}/{len(mine)}':>16}")
-    print("  (unseen: no task of its class, the task up to relabelling of its blocks, was "
-          "trained on)")
-    print(f"  report      {result.report}")
-    print(f"  video       {result.video}")
+        print(f"   {task:<12}{task_class:<8}{mine[0].novelty:<8}{mine[0].num_stages:>6}"
+              f"{f'{wins}/{len(mine)}':>9}{f'{expert}/{len(mine)}':>9}")
 
 
 class _Parser(argparse.ArgumentParser):

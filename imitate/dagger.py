@@ -101,6 +101,27 @@ def completed_rounds(run: Path, rounds: int) -> list[Path]:
     return done
 
 
+
+def dagger_round_figures(run: Path, dagger: DaggerConfig, rounds: int) -> dict[str, float]:
+    """What the first ``rounds`` DAgger rounds of ``run`` collected, read from their manifests:
+
+    - ``dagger_rounds``: rounds collected so far;
+    - ``dagger_beta``: the last round's probability of executing the expert's action;
+    - ``dagger_rollouts``: rollouts stored over all rounds (a rollout whose start stage the
+      expert could not build is not stored);
+    - ``dagger_labelled_steps``: expert-labelled steps over all rounds (what training adds);
+    - ``dagger_success``: share of the last round's stored rollouts that completed their stage
+      (or, for whole episodes, the task).
+    """
+    entries = [fmt.shard_entries(fmt.load_manifest(round_folder(run, number)))
+               for number in range(1, rounds + 1)]
+    last_stored = sum(entry.num_demos for entry in entries[-1])
+    last_failed = sum(len(entry.failed) for entry in entries[-1])
+    return {"dagger_rounds": rounds, "dagger_beta": dagger.beta(rounds),
+            "dagger_rollouts": sum(e.num_demos for collected in entries for e in collected),
+            "dagger_labelled_steps": sum(e.steps for collected in entries for e in collected),
+            "dagger_success": (last_stored - last_failed) / last_stored if last_stored else 0.0}
+
 def rollout_demo(env: Any, expert: Any, agent: Any, layout: str, seeds: Any, *, beta: float,
                  full: bool, index: int) -> fmt.Demo | None:
     """One DAgger rollout as a ``Demo`` (None when the expert could not reach the start stage).

@@ -7,8 +7,11 @@ is exactly equivariant to block slots, so a relabelled training task (``"ecadb"`
 trained on ``"dbeac"``) is a *seen* task, whatever split of the suite it belongs to.
 
 The training tasks are the layouts of the training dataset, recorded in every checkpoint
-(``training["dataset_tasks"]``); DAgger rolls out on those same tasks. A checkpoint without that
-record (hand-made ones) gives ``unknown``: no task is called unseen without evidence.
+(``training["dataset_tasks"]``); DAgger rolls out on those same tasks. A run that started from
+another checkpoint's weights (``imitate train --init-from``) records that checkpoint's training
+record under ``training["init_from"]["training"]``, and its tasks count as trained on too. A
+checkpoint without the record (hand-made ones), or whose starting point lacks it, gives
+``unknown``: no task is called unseen without evidence.
 """
 
 from __future__ import annotations
@@ -30,11 +33,18 @@ EVALUATION_STREAM_NAMES = frozenset(stream.name.lower() for stream in EVALUATION
 
 
 def training_tasks(training: Mapping[str, Any]) -> tuple[str, ...] | None:
-    """The layouts a checkpoint was trained on (its ``training`` record), or None if unrecorded."""
+    """The layouts a checkpoint was trained on (its ``training`` record), those of the checkpoint
+    it started from (``init_from``, recursively) first, each once; None if any is unrecorded."""
     tasks = training.get("dataset_tasks") if isinstance(training, Mapping) else None
     if not isinstance(tasks, list) or not all(isinstance(x, str) for x in tasks):
         return None
-    return tuple(tasks)
+    start = training.get("init_from")
+    if start is None:
+        return tuple(tasks)
+    earlier = training_tasks(start.get("training", {})) if isinstance(start, Mapping) else None
+    if earlier is None:
+        return None
+    return tuple(dict.fromkeys((*earlier, *tasks)))
 
 
 def trained_classes(training: Mapping[str, Any]) -> frozenset[TaskClass] | None:

@@ -1,18 +1,23 @@
 """The ``imitate train`` command. It prints; ``imitate.training`` logs.
 
-Options are generated from ``TrainConfig`` defaults so help and behaviour cannot drift apart.
+Options are generated from ``TrainConfig`` defaults so help and behaviour cannot drift apart;
+each option's destination is the ``TrainConfig`` field of that name, so a run's ``config.json``
+(``TrainConfig.to_json``) is a ``--config`` file (``imitate.config_files``).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from tqdm import tqdm
 
+from imitate.checkpoint import PRETRAINED, PRETRAINED_DIR
 from imitate.conditioning import CONDITIONING_MODES
-from imitate.metrics import METRICS_NAME
+from imitate.config_files import NameList, accept_config_file, apply_config_file
+from imitate.metrics import LOGGERS, METRICS_NAME, TENSORBOARD, TENSORBOARD_DIR, WANDB
 from imitate.model import CONTEXT_FORMS, TEMPORAL_SCORINGS
 from imitate.train_config import (
     ALGORITHMS,
@@ -24,6 +29,8 @@ from imitate.train_config import (
 from imitate.training import Progress, TrainSummary, train
 
 _DEFAULTS = TrainConfig(demos=Path("."), out=Path("."))
+#: The training config of the shipped policy (``--config pretrained``).
+PRETRAINED_CONFIG = PRETRAINED_DIR / "config.json"
 
 
 def add_train_commands(commands: argparse._SubParsersAction) -> None:
@@ -33,11 +40,13 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
         description="Behaviour cloning (paper section 3.3): tasks drawn with replacement, one "
         "conditioning demo and (observation, label) pairs from another demo of the same task, "
         "Adamax. Writes policy.pt, config.json and metrics.jsonl to --out; --resume continues "
-        "an interrupted run.")
+        "an interrupted run. --config FILE (e.g. a run's config.json) sets the defaults of the "
+        "options: command line > FILE > built-in defaults.")
     parser.add_argument("--demos", required=True, type=Path, metavar="DIR",
-                        help="dataset folder made by 'imitate demos generate'")
+                        help="dataset folder made by 'imitate demos generate' (required, here "
+                        "or in --config)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
-                        help="run folder, e.g. runs/NAME")
+                        help="run folder, e.g. runs/NAME (required, here or in --config)")
     parser.add_argument("--algo", choices=ALGORITHMS, default=_DEFAULTS.algo,
                         help=f"training algorithm (default: {_DEFAULTS.algo})")
     parser.add_argument("--conditioning", choices=CONDITIONING_MODES,
@@ -57,6 +66,11 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                         help=f"where to train (default: {_DEFAULTS.device}: CUDA when available)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                        help="fine-tune: start from this checkpoint's weights ('pretrained' for "
+                        "the shipped policy) with a fresh optimiser; the network (width, "
+                        "conditioning, context form, temporal dropout) is the checkpoint's, and "
+                        "its training tasks count as seen (default: a fresh initialisation)")
     parser.add_argument("--allow-test-tasks", action="store_true",
                         help="train on a dataset holding tasks of the suite's test classes (test "
                         "tasks or relabellings of them) or demos from an evaluation seed stream; "
@@ -98,25 +112,37 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                         f"{COMPILE_AUTO_MIN_STEPS} steps; where no compiler works it falls back "
                         f"to eager with a warning (default: {_DEFAULTS.compile})")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--logger", action=NameList, default=_DEFAULTS.logger, metavar="NAMES",
+                        help=f"where the metrics rows go besides {METRICS_NAME}, which is always "
+                        f"written ({', '.join(LOGGERS)}; comma-separated or repeated): "
+                        f"{TENSORBOARD}: event files in OUT/{TENSORBOARD_DIR}; {WANDB}: an "
+                        "offline W&B run in OUT/wandb, never uploaded (upload it later with "
+                        "'wandb sync OUT/wandb/offline-run-*'). Not a training parameter: a "
+                        "resumed run may choose others (default: jsonl)")
+    parser.add_argument("--wandb-project", default=_DEFAULTS.wandb_project, metavar="NAME",
+                        help=f"W&B project of --logger wandb (default: {_DEFAULTS.wandb_project})")
+    accept_config_file(
+        parser, named={PRETRAINED: PRETRAINED_CONFIG},
+        help_text="JSON file of option values: a run's config.json, or 'pretrained' for the "
+        "training config of the shipped policy. Its keys are the options' names without '--', "
+        "with '_' for '-' (as in config.json); each value becomes the option's default, so a "
+        "flag given on the command line wins (command line > FILE > built-in defaults), and "
+        "--demos and --out may come from it. Paths in it are relative to the current folder, "
+        "as typed")
     parser.set_defaults(handler=_cmd_train)
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The ``TrainConfig`` of parsed ``imitate train`` arguments, ``--config`` applied
+    (``imitate.config_files``); ``ValueError`` on a bad file or value."""
+    args = apply_config_file(args)
+    return TrainConfig(**{field.name: getattr(args, field.name) for field in fields(TrainConfig)})
+
+
 def _cmd_train(args: argparse.Namespace) -> None:
-    config = TrainConfig(
-        demos=args.demos, out=args.out, algo=args.algo, conditioning=args.conditioning,
-        steps=args.steps, device=args.device, resume=args.resume, seed=args.seed, lr=args.lr,
-        tasks_per_batch=args.tasks_per_batch, pairs_per_task=args.pairs_per_task,
-        hidden=args.hidden, temporal_scoring=args.temporal_scoring,
-        context_form=args.context_form, keep_fraction=args.keep_fraction,
-        min_kept_frames=args.min_kept_frames,
-        allow_test_tasks=args.allow_test_tasks, holdout_every=args.holdout_every,
-        checkpoint_every=args.checkpoint_every, log_every=args.log_every, threads=args.threads,
-        compile=args.compile, quiet=args.quiet, dagger_rounds=args.dagger_rounds,
-        dagger_rollouts=args.dagger_rollouts,
-        dagger_full_fraction=args.dagger_full_fraction, dagger_beta0=args.dagger_beta0,
-        dagger_decay=args.dagger_decay, dagger_ensemble=args.dagger_ensemble)
+    config = train_config(args)
     bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
-               disable=args.quiet or not sys.stderr.isatty())
+               disable=config.quiet or not sys.stderr.isatty())
 
     def update(progress: Progress) -> None:
         bar.update(progress.step - bar.n)
@@ -128,7 +154,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     with bar:
         summary = train(config, on_progress=update)
-    _print_summary(config, summary)
+    _print_summary(summary.config or config, summary)
 
 
 def _print_summary(config: TrainConfig, summary: TrainSummary) -> None:
@@ -148,7 +174,16 @@ def _print_summary(config: TrainConfig, summary: TrainSummary) -> None:
     if config.allow_test_tasks:
         print("  trained with --allow-test-tasks: evaluations mark the test classes it holds "
               "as seen")
+    if config.init_from is not None:
+        print(f"  started from {config.init_from}'s weights (--init-from): its training tasks "
+              "count as seen too")
     if config.algo == "dagger":
         print(f"  DAgger rounds collected: {summary.out / 'dagger'}")
     print(f"  checkpoint: {summary.checkpoint}")
     print(f"  metrics: {summary.out / METRICS_NAME}")
+    if TENSORBOARD in config.logger:
+        print(f"  tensorboard: {summary.out / TENSORBOARD_DIR} (tensorboard --logdir "
+              f"{summary.out / TENSORBOARD_DIR})")
+    if WANDB in config.logger:
+        print(f"  wandb: offline run in {summary.out / 'wandb'} (upload: wandb sync "
+              f"{summary.out / 'wandb'}/offline-run-*)")

@@ -9,6 +9,9 @@ saves it as ``config.json`` in its folder. Before a run starts:
 - ``open_training_dataset`` refuses a dataset with a truncated, altered or missing shard, and
   ``check_not_evaluation_data`` one that holds evaluation data (unless ``allow_test_tasks``).
 
+``logger`` and ``wandb_project`` choose where the metrics rows go besides ``metrics.jsonl``
+(``imitate.metrics``); like ``steps`` or ``threads`` they may change when a run resumes.
+
 The DAgger fields (``dagger_*``) are ``imitate.dagger.DaggerConfig``'s, flattened so that they
 are command-line flags and keys of ``config.json``; their defaults are ``DaggerConfig``'s.
 """
@@ -18,7 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ import torch
 from imitate.conditioning import CONDITIONING_MODES
 from imitate.dagger import DaggerConfig
 from imitate.data import DatasetError, DemoDataset, verify_dataset
+from imitate.metrics import DEFAULT_WANDB_PROJECT, JSONL, LOGGERS
 from imitate.model import CONTEXT_FORMS, TEMPORAL_SCORINGS, PolicyConfig
 from imitate.novelty import evaluation_data_problems
 from imitate.options import require_choices, require_positive_ints
@@ -46,7 +51,10 @@ COMPILE_CHOICES = ("auto", "on", "off")
 #: ``--compile auto`` uses the fused kernel in runs of at least this many steps.
 COMPILE_AUTO_MIN_STEPS = 1000
 #: Fields that may differ between a run and its resumption (they do not change what is learnt).
-RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet", "compile")
+RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet", "compile", "logger",
+                     "wandb_project")
+#: Characters W&B refuses in a project name.
+_WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
 _POLICY_DEFAULTS = PolicyConfig()
 _DAGGER_DEFAULTS = DaggerConfig()
 
@@ -89,6 +97,18 @@ class TrainConfig:
             about a minute, later runs load it in about a second); falls back to the eager
             code, with a warning, where building fails.
         quiet: no progress bar.
+        logger: where the metrics rows go (``imitate.metrics.LOGGERS``): ``jsonl``
+            (``metrics.jsonl``, always written), ``tensorboard``, ``wandb`` (offline); a
+            comma-separated string or a sequence of names, stored as a tuple in ``LOGGERS``
+            order.
+        wandb_project: the W&B project of ``--logger wandb``.
+        init_from: start from this checkpoint's weights instead of a fresh initialisation
+            (fine-tuning; ``pretrained`` names the shipped policy). The network is the
+            checkpoint's: ``resolve_init_from`` takes its architecture fields (``hidden``,
+            ``conditioning``, ``temporal_scoring``, ``context_form``, ``keep_fraction``,
+            ``min_kept_frames``) and refuses one set to a value that is neither the default nor
+            the checkpoint's. The optimiser starts fresh; the checkpoint's training tasks count
+            as trained on (``imitate.novelty``).
         dagger_rounds, dagger_rollouts, dagger_full_fraction, dagger_beta0, dagger_decay,
         dagger_ensemble: ``imitate.dagger.DaggerConfig`` (used when ``algo`` is ``dagger``).
     """
@@ -116,6 +136,9 @@ class TrainConfig:
     threads: int | None = None
     compile: str = "auto"
     quiet: bool = False
+    logger: tuple[str, ...] = (JSONL,)
+    wandb_project: str = DEFAULT_WANDB_PROJECT
+    init_from: Path | None = None
     dagger_rounds: int = _DAGGER_DEFAULTS.rounds
     dagger_rollouts: int = _DAGGER_DEFAULTS.rollouts
     dagger_full_fraction: float = _DAGGER_DEFAULTS.full_fraction
@@ -125,6 +148,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.demos, self.out = Path(self.demos), Path(self.out)
+        if self.init_from is not None:
+            self.init_from = Path(self.init_from)
         require_choices(self, {"algo": ALGORITHMS, "conditioning": CONDITIONING_MODES,
                                "temporal_scoring": TEMPORAL_SCORINGS, "device": DEVICES,
                                "compile": COMPILE_CHOICES, "context_form": CONTEXT_FORMS})
@@ -141,6 +166,11 @@ class TrainConfig:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
         if self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
+        self.logger = logger_names(self.logger)
+        if not self.wandb_project or any(c in _WANDB_PROJECT_FORBIDDEN
+                                         for c in self.wandb_project):
+            raise ValueError(f"--wandb-project must be a non-empty name without any of "
+                             f"{_WANDB_PROJECT_FORBIDDEN}, got {self.wandb_project!r}")
         self.dagger()  # validates the DAgger settings
 
     def compiles(self, first_steps: int | None = None) -> bool:
@@ -167,11 +197,53 @@ class TrainConfig:
         """The fields as JSON values (paths as strings), as saved in ``config.json``."""
         data = asdict(self)
         data["demos"], data["out"] = str(self.demos), str(self.out)
+        data["init_from"] = None if self.init_from is None else str(self.init_from)
+        data["logger"] = list(self.logger)
         return data
 
     def identity(self) -> dict[str, Any]:
         """What must match for ``--resume`` to continue the same run."""
         return {k: v for k, v in self.to_json().items() if k not in RESUMABLE_CHANGES}
+
+
+#: ``TrainConfig`` fields that are ``PolicyConfig`` fields of the same name: the network.
+ARCHITECTURE_FIELDS = ("hidden", "conditioning", "temporal_scoring", "context_form",
+                       "keep_fraction", "min_kept_frames")
+
+
+def resolve_init_from(config: TrainConfig, network: PolicyConfig) -> TrainConfig:
+    """``config`` with the architecture fields of the checkpoint it starts from (``network``, its
+    ``PolicyConfig``): a field left at its default takes the checkpoint's value; one set to a
+    third value is refused (``ValueError``), since those weights cannot be that network."""
+    defaults = TrainConfig(demos=Path("."), out=Path("."))
+    taken = {}
+    for name in ARCHITECTURE_FIELDS:
+        mine, theirs = getattr(config, name), getattr(network, name)
+        if mine == theirs:
+            continue
+        if mine != getattr(defaults, name):
+            raise ValueError(f"--init-from {config.init_from}: its network has {name} = "
+                             f"{theirs!r}, not {mine!r}; drop --{name.replace('_', '-')} (the "
+                             "checkpoint's network is used) or start from scratch")
+        taken[name] = theirs
+    if taken:
+        logger.info("--init-from %s: the network is the checkpoint's (%s)", config.init_from,
+                    ", ".join(f"{k}={v!r}" for k, v in taken.items()))
+    return replace(config, **taken)
+
+
+def logger_names(names: str | Sequence[str]) -> tuple[str, ...]:
+    """``--logger`` values as a tuple in ``LOGGERS`` order, ``jsonl`` always among them:
+    ``"tensorboard,wandb"`` or ``["wandb", "tensorboard"]`` -> ``("jsonl", "tensorboard",
+    "wandb")``; ``ValueError`` naming an unknown one."""
+    if isinstance(names, str):
+        names = names.split(",")
+    chosen = {str(name).strip() for name in names} - {""}
+    unknown = sorted(chosen - set(LOGGERS))
+    if unknown:
+        raise ValueError(f"unknown --logger {unknown[0]!r}; choose from {', '.join(LOGGERS)} "
+                         "(several: comma-separated)")
+    return tuple(name for name in LOGGERS if name in chosen | {JSONL})
 
 
 def resolve_device(name: str) -> torch.device:

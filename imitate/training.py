@@ -10,8 +10,9 @@ A run folder holds:
 | file | what |
 |---|---|
 | ``policy.pt`` | the latest checkpoint (``imitate.checkpoint``), with optimiser and RNG state |
-| ``config.json`` | the ``TrainConfig`` of the run (a resumed run must match it) |
-| ``metrics.jsonl`` | one JSON object per logged step: loss, accuracies, samples/s, training CPU s |
+| ``config.json`` | the run's ``TrainConfig`` (a resume must match it; ``--config`` reads it) |
+| ``metrics.jsonl`` | one JSON object per logged step: loss, accuracies, samples/s, CPU s, DAgger |
+| ``tensorboard/``, ``wandb/`` | the same rows, with ``--logger`` (``imitate.metrics``) |
 
 Checkpoints are written atomically every ``checkpoint_every`` steps and at the end; ``resume``
 continues from the last one bit for bit (same batches, same weights as an uninterrupted run).
@@ -37,8 +38,18 @@ import numpy as np
 import torch
 
 from imitate import actions, fast
-from imitate.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from imitate.dagger import collect_round, completed_rounds
+from imitate.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
+from imitate.dagger import (
+    collect_round,
+    completed_rounds,
+    dagger_round_figures,
+)
 from imitate.data import (
     Batch,
     DatasetError,
@@ -46,8 +57,8 @@ from imitate.data import (
     PairSampler,
     holdout_split,
 )
-from imitate.files import atomic_write_bytes, folder_lock, remove_temporaries
-from imitate.metrics import MetricsLog, resumed_cpu_seconds
+from imitate.files import atomic_write_bytes, folder_lock, remove_temporaries, sha256_file
+from imitate.metrics import MetricsLog, accuracies, check_logger_packages, resumed_cpu_seconds
 from imitate.model import DemoBatch, OneShotPolicy, data_dependent_init
 from imitate.novelty import evaluation_data_problems
 from imitate.train_config import (
@@ -60,6 +71,7 @@ from imitate.train_config import (
     check_run_folder,
     open_training_dataset,
     resolve_device,
+    resolve_init_from,
 )
 
 logger = logging.getLogger(__name__)
@@ -105,20 +117,6 @@ def to_tensors(batch: Batch, conditioning: str, device: torch.device) -> TensorB
     )
 
 
-def accuracies(policy: OneShotPolicy, logits: torch.Tensor, labels: torch.Tensor
-               ) -> dict[str, float]:
-    """Share of rows whose argmax matches the label: per axis, gripper, and all four at once."""
-    axis, grip = policy.split_logits(logits)
-    axis_hit = axis.argmax(-1) == labels[:, :3]  # (N, 3)
-    grip_hit = grip.argmax(-1) == labels[:, 3]  # (N,)
-    return {"acc_x": float(axis_hit[:, 0].float().mean()),
-            "acc_y": float(axis_hit[:, 1].float().mean()),
-            "acc_z": float(axis_hit[:, 2].float().mean()),
-            "acc_gripper": float(grip_hit.float().mean()),
-            "acc_all": float((axis_hit.all(1) & grip_hit).float().mean())}
-
-
-# --- one step ----------------------------------------------------------------------------------
 def initialise_policy(policy: OneShotPolicy, batch: TensorBatch,
                       generator: torch.Generator) -> None:
     """Data-dependent weight-norm initialisation on the first batch (paper, appendix B.1).
@@ -187,6 +185,8 @@ class TrainSummary:
     last: dict[str, float]
     #: Which attention path ran (``imitate.fast.CompileState.describe``).
     attention_path: str = ""
+    #: The run's effective config (``--init-from`` takes the network of its checkpoint).
+    config: TrainConfig | None = None
 
     @property
     def samples_per_second(self) -> float:
@@ -208,9 +208,15 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
           ) -> TrainSummary:
     """Run (or resume) behaviour cloning as configured; returns what was done.
 
-    Raises ``ValueError`` (including ``DatasetError`` and ``CheckpointError``) on bad input.
+    Raises ``ValueError`` (including ``DatasetError`` and ``CheckpointError``) on bad input,
+    and before anything is written when a chosen logger's package is not installed.
     """
+    check_logger_packages(config.logger)
     device = resolve_device(config.device)
+    start: Checkpoint | None = None
+    if config.init_from is not None:
+        start = load_checkpoint(config.init_from)  # fail fast, before the folder is touched
+        config = resolve_init_from(config, start.policy.config)
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     if config.resume and not any((config.out / name).exists()
@@ -219,11 +225,12 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
                          f"or {CONFIG_NAME}); check the path, or drop --resume to start a new "
                          "run there")
     with folder_lock(config.out, LOCK_NAME, "training run"):
-        return _train_locked(config, device, on_progress)
+        return _train_locked(config, device, on_progress, start)
 
 
 def _train_locked(config: TrainConfig, device: torch.device,
-                  on_progress: Callable[[Progress], None] | None) -> TrainSummary:
+                  on_progress: Callable[[Progress], None] | None,
+                  start: Checkpoint | None) -> TrainSummary:
     """``train`` once the run folder's lock is held."""
     saved_config = check_run_folder(config)
     with open_training_dataset(config.demos) as dataset:
@@ -234,8 +241,9 @@ def _train_locked(config: TrainConfig, device: torch.device,
             path = fast.CompileState(reason=f"--compile auto: {first_steps} steps < "
                                      f"{COMPILE_AUTO_MIN_STEPS}")
         logger.info("training with the %s", path.describe())
-        summary = _train(config, dataset, saved_config, device, on_progress)
+        summary = _train(config, dataset, saved_config, device, on_progress, start)
         summary.attention_path = path.describe()
+        summary.config = config
         return summary
 
 
@@ -271,9 +279,10 @@ class _Interrupts:
 
 
 def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, Any] | None,
-           device: torch.device, on_progress: Callable[[Progress], None] | None
-           ) -> TrainSummary:
-    """The training loop of ``train`` (``saved_config`` is the run's when resuming)."""
+           device: torch.device, on_progress: Callable[[Progress], None] | None,
+           start: Checkpoint | None) -> TrainSummary:
+    """The training loop of ``train`` (``saved_config`` is the run's when resuming; ``start``
+    the checkpoint of ``--init-from``)."""
     resuming = saved_config is not None
     train_positions, val_positions = holdout_split(dataset, config.holdout_every)
     sampler_rng = np.random.default_rng([config.seed, 0])
@@ -291,6 +300,8 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
 
     torch.manual_seed(config.seed)
     policy = OneShotPolicy(config.policy_config())
+    if start is not None:
+        policy.load_state_dict(start.policy.state_dict())
     policy.to(device)
     optimizer = torch.optim.Adamax(policy.parameters(), lr=config.lr)
     step = 0
@@ -311,6 +322,11 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                        "allow_test_tasks": config.allow_test_tasks,
                        "evaluation_data": evaluation_data_problems(dataset.manifest,
                                                                    dataset.tasks)}
+    if start is not None:
+        training_record["init_from"] = {
+            "path": str(config.init_from), "step": start.step,
+            "sha256": sha256_file(resolve_checkpoint(config.init_from)),
+            "training": start.training}
 
     def checkpoint(at_step: int) -> Path:
         return save_checkpoint(config.out / CHECKPOINT_NAME, policy, env=env,
@@ -318,7 +334,8 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                                step=at_step, optimizer_state=optimizer.state_dict(),
                                rng_state=_rng_state(sampler_rng, val_rng, generator))
 
-    metrics = MetricsLog(config.out, step)
+    metrics = MetricsLog(config.out, step, config.logger, run_config=config.to_json(),
+                         wandb_project=config.wandb_project)
     start_step, samples, last = step, 0, {}
     dagger = config.dagger() if config.algo == "dagger" else None
     # The round schedule is fixed by the run's first --steps, so a resumed run (even with more
@@ -326,6 +343,7 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
     first_steps = int((saved_config or {}).get("steps", config.steps))
     round_starts = dagger.round_starts(first_steps) if dagger else []
     rounds: list[DemoDataset | None] = []
+    dagger_figures: dict[str, float] = {}  # in every metrics row once a round is collected
     started = time.perf_counter()
     collecting = 0.0  # seconds spent collecting DAgger rounds (not counted in samples/s)
     # CPU seconds (all threads) of batch assembly and optimisation steps since the run began,
@@ -354,11 +372,12 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                 interrupts.collecting = False
                 sampler = make_sampler(tuple(r for r in rounds if r is not None))
                 training_record["dagger_rounds"] = len(rounds)
+                dagger_figures = dagger_round_figures(config.out, dagger, len(rounds))
                 collecting += time.perf_counter() - round_start
                 continue
             step_start = time.process_time()
             batch = to_tensors(sampler.sample(), config.conditioning, device)
-            if step == 0 and not resuming:
+            if step == 0 and not resuming and start is None:
                 initialise_policy(policy, batch, generator)
             loss, logits = train_step(policy, optimizer, batch, generator)
             train_cpu += time.process_time() - step_start
@@ -375,6 +394,7 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                 if validation is not None:
                     last.update(_validate(policy, validation, config.conditioning, device,
                                           generator))
+                last.update(dagger_figures)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
                 saved_step = step

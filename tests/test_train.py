@@ -22,11 +22,22 @@ import envs
 from envs.expert import EXPERT_VERSION
 from envs.tasks import parse_task
 from imitate.agent import agent_for_demo
-from imitate.checkpoint import load_checkpoint
+from imitate.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
 from imitate.data import DemoDataset, GenerateConfig, generate
 from imitate.data import format as fmt
-from imitate.novelty import UNSEEN, novelty, tasks_in_test_classes, trained_classes
+from imitate.files import sha256_file
+from imitate.novelty import (
+    SEEN,
+    UNKNOWN,
+    UNSEEN,
+    novelty,
+    tasks_in_test_classes,
+    trained_classes,
+    training_tasks,
+)
 from imitate.quickstart import (
+    PRETRAINED_UNSEEN_TASKS,
+    PRETRAINED_VIDEO_TASK,
     QUICKSTART_TASKS,
     QUICKSTART_TEST_TASKS,
     held_out_accuracy,
@@ -190,17 +201,28 @@ def test_training_refuses_a_corrupt_dataset(tiny_demos: Path, tmp_path: Path) ->
 def test_tiny_quickstart_runs_end_to_end(tmp_path: Path) -> None:
     done = run_cli("quickstart", "--tiny", "--out", str(tmp_path / "qs"), "--workers", "2")
     assert done.returncode == 0, done.stderr
-    assert "quickstart (tiny) done" in done.stdout
-    assert (tmp_path / "qs" / "run" / "policy.pt").is_file()
-    assert (tmp_path / "qs" / "eval" / "report.md").is_file()
-    rows = {task: line for line in done.stdout.splitlines() for task in QUICKSTART_TEST_TASKS
-            if line.startswith(f"  {task} ")}
-    assert set(rows) == set(QUICKSTART_TEST_TASKS)
-    assert all(" unseen " in row for row in rows.values()), rows
-    with imageio.get_reader(tmp_path / "qs" / "videos" / "d_ab_c-ep000.mp4") as reader:
-        assert reader.count_frames() > 20
-    assert run_cli("demos", "verify", str(tmp_path / "qs" / "demos")).returncode == 0
-    rerun = run_cli("quickstart", "--tiny", "--out", str(tmp_path / "qs"))
+    assert "quickstart (tiny) done in " in done.stdout
+    qs = tmp_path / "qs"
+    assert (qs / "run" / "policy.pt").is_file()
+    for report in ("pretrained-eval", "eval"):
+        assert (qs / report / "report.html").is_file() and (qs / report / "report.md").is_file()
+    rows = {task: line for line in done.stdout.splitlines()
+            for task in (*PRETRAINED_UNSEEN_TASKS, *QUICKSTART_TEST_TASKS)
+            if line.startswith(f"   {task} ")}
+    assert set(rows) == {*PRETRAINED_UNSEEN_TASKS, *QUICKSTART_TEST_TASKS}
+    assert all(" unseen " in rows[task] for task in PRETRAINED_UNSEEN_TASKS), rows
+    # the fine-tuned policy trained on the shipped policy's tasks too: 2+2 and 3 are seen
+    assert [rows[task].split()[-4] for task in QUICKSTART_TEST_TASKS] == [
+        SEEN, SEEN, UNSEEN], rows
+    tuned = load_checkpoint(qs / "run" / "policy.pt")
+    assert tuned.training["init_from"]["path"] == "pretrained"
+    shown = PRETRAINED_VIDEO_TASK.replace(" ", "_")
+    for name in ("d_ab_c-ep000.mp4", f"pretrained-{shown}-ep000.mp4"):
+        video = qs / "videos" / name
+        with imageio.get_reader(video) as reader:
+            assert reader.count_frames() > 20
+    assert run_cli("demos", "verify", str(qs / "demos")).returncode == 0
+    rerun = run_cli("quickstart", "--tiny", "--out", str(qs))
     assert rerun.returncode == 0, rerun.stderr  # resumes: the data and the run are kept
 
 
@@ -329,3 +351,48 @@ def test_the_dropout_study_compares_runs_at_equal_cpu_time_and_at_equal_steps(
     assert cheap["val_loss_at_steps"] == costly["val_loss_at_steps"] == pytest.approx(10 - 1.8)
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
     assert "| 0.5 context, final state (0.5.0) | 200 |" in (tmp_path / "study.md").read_text()
+
+
+def test_init_from_fine_tunes_a_checkpoint_with_its_network_and_its_tasks_seen(
+        tiny_demos: Path, tmp_path: Path) -> None:
+    """``--init-from pretrained``: the run starts from the shipped weights (a step at a learning
+    rate of 1e-12 leaves them), takes its network although the config kept the defaults, and
+    the shipped policy's training tasks count as seen (``cab`` is ``abc`` relabelled)."""
+    out = tmp_path / "tuned"
+    summary = train(small_config(tiny_demos, out, steps=1, lr=1e-12, checkpoint_every=1,
+                                 init_from=Path("pretrained")))
+    start, tuned = load_checkpoint("pretrained"), load_checkpoint(summary.checkpoint)
+    assert tuned.policy.config == start.policy.config  # final-state conditioning, 0.5 form
+    for name, weights in start.policy.state_dict().items():
+        torch.testing.assert_close(tuned.policy.state_dict()[name], weights, rtol=0, atol=1e-6)
+    record = tuned.training["init_from"]
+    assert record["step"] == start.step == 6000
+    assert record["sha256"] == sha256_file(resolve_checkpoint("pretrained"))
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["init_from"], saved["conditioning"], saved["context_form"]) == (
+        "pretrained", "final", "0.5")
+    assert novelty("cab", trained_classes(tuned.training)) == SEEN
+    assert novelty("cab", trained_classes({"dataset_tasks": ["ab", "ba"]})) == UNSEEN
+    # the start's tasks first, each once ('ab' and 'ba' are among them)
+    assert training_tasks(tuned.training) == training_tasks(start.training)
+
+
+def test_init_from_refuses_another_network_and_a_missing_checkpoint(tiny_demos: Path,
+                                                                  tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="its network has hidden = 64, not 32"):
+        train(small_config(tiny_demos, tmp_path / "a", init_from=Path("pretrained"), hidden=32))
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        train(small_config(tiny_demos, tmp_path / "b", init_from=tmp_path / "none.pt"))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_start_without_a_task_record_makes_every_task_unknown() -> None:
+    training = {"dataset_tasks": ["ab"], "init_from": {"path": "hand-made.pt", "training": {}}}
+    assert training_tasks(training) is None
+    assert novelty("abc", trained_classes(training)) == UNKNOWN
+
+
+def test_the_quickstart_shows_the_shipped_policy_only_on_classes_it_never_trained_on() -> None:
+    classes = trained_classes(load_checkpoint("pretrained").training)
+    assert [novelty(t, classes) for t in PRETRAINED_UNSEEN_TASKS] == [UNSEEN] * 3
+    assert PRETRAINED_VIDEO_TASK in PRETRAINED_UNSEEN_TASKS
