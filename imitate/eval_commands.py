@@ -16,7 +16,13 @@ from envs.predicates import FAILURE_CLASSES
 from imitate import fast
 from imitate.attention import attention_episode
 from imitate.checkpoint import is_pretrained, load_checkpoint, read_checkpoint_bytes
-from imitate.evaluation import SPLITS, EpisodeResult, EvalConfig, evaluate
+from imitate.config_files import (
+    CONFIG_FILE_NAME,
+    accept_config_file,
+    apply_config_file,
+    write_config_file,
+)
+from imitate.evaluation import LOG_NAME, SPLITS, EpisodeResult, EvalConfig, evaluate
 from imitate.files import folder_lock
 from imitate.options import add_quiet
 from imitate.render import render_episode
@@ -38,10 +44,10 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
         "same starts. Each task is labelled unseen (its class, the task up to relabelling of its "
         "blocks, is not among the checkpoint's training classes) or seen, and the tables group "
         "by that. Writes report.json, episodes.csv, summary.csv, report.md and two PNG plots to "
-        "--out.")
+        "--out, and config.json: the options it ran with, for --config.")
     parser.add_argument("--checkpoint", required=True, type=Path, metavar="PATH",
                         help="policy checkpoint, e.g. runs/NAME/policy.pt, or 'pretrained' for "
-                        "the policy shipped with imitate")
+                        "the policy shipped with imitate (required, here or in --config)")
     parser.add_argument("--split", choices=SPLITS, default=_DEFAULTS.split,
                         help=f"suite tasks to evaluate (default: {_DEFAULTS.split})")
     parser.add_argument("--tasks", metavar="LAYOUTS",
@@ -71,6 +77,17 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
                         "eager code; where no compiler works it warns and runs eager "
                         "(default: on)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--restart", action="store_true",
+                        help=f"discard the episode log ({LOG_NAME} in --out) and run every "
+                        "episode again; without it, an evaluation of the same options resumes "
+                        "where an interrupted one stopped, running only the episodes the log "
+                        "lacks, and one of other options is refused")
+    accept_config_file(
+        parser, help_text=f"JSON file of option values, e.g. the {CONFIG_FILE_NAME} an evaluation "
+        "writes into its report folder (what it ran). Its keys are the options' names without "
+        "'--', with '_' for '-'; each value becomes the option's default, so a flag given on "
+        "the command line wins (command line > FILE > built-in defaults), and --checkpoint may "
+        "come from it. Paths in it are relative to the current folder, as typed")
     parser.set_defaults(handler=_cmd_eval)
 
 
@@ -168,6 +185,7 @@ def _default_report_folder(checkpoint: Path, name: str) -> Path:
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:
+    args = apply_config_file(args)  # --config FILE: command line > FILE > defaults
     tasks = None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(","))
     out = args.out or _default_report_folder(args.checkpoint, "tasks" if tasks else args.split)
     config = EvalConfig(checkpoint=args.checkpoint, split=args.split, tasks=tasks,
@@ -180,26 +198,37 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     total = len(config.task_list()) * config.episodes_per_task
     bar = tqdm(total=total, unit="episode", file=sys.stderr, dynamic_ncols=True,
                disable=args.quiet or not sys.stderr.isatty())
-    successes = 0
+    successes = ran = 0
 
     def update(result: EpisodeResult, _total: int) -> None:
-        nonlocal successes
-        successes += result.success
+        nonlocal successes, ran
+        successes, ran = successes + result.success, ran + 1
         bar.update(1)
-        bar.set_postfix_str(f"success {successes}/{bar.n}")
+        bar.set_postfix_str(f"success {successes}/{ran}")
 
+    def resume(done: int, total: int) -> None:
+        bar.reset(total=total - done)
+        tqdm.write(f"resuming: {done} of {total} episodes already done (in {out / LOG_NAME}; "
+                   "--restart runs them all again)", file=sys.stdout)
+
+    _one_inference_thread()  # --workers 1 runs the episodes here (pool workers set their own)
     start = time.perf_counter()
     with folder_lock(out, EVAL_LOCK_NAME, "evaluation"):
         with bar, fast.using(config.fused) as attention:
-            results = evaluate(config, on_episode=update, checkpoint_data=data)
+            results = evaluate(config, on_episode=update, checkpoint_data=data,
+                               log=out / LOG_NAME, restart=args.restart, on_resume=resume)
         seconds = time.perf_counter() - start
-        timing = _timing(results, seconds, config.workers)
+        timing = _timing(results, seconds, config.workers, ran)
         files = write_report(out, results, config=_config_json(config),
                              checkpoint={"path": str(config.checkpoint), "step": saved.step,
                                          "training": saved.training},
                              timing=timing)
+        # the options it ran with, for 'imitate eval --config' (after the report: a failed
+        # evaluation leaves the folder's earlier config.json whole)
+        write_config_file(out / CONFIG_FILE_NAME, args, exclude=("restart",))
     rows = stage_rows(results)
-    print(f"{config.checkpoint} (step {saved.step}): {len(results)} episodes, "
+    logged = f" ({ran} run now, {len(results) - ran} from {LOG_NAME})" if ran < len(results) else ""
+    print(f"{config.checkpoint} (step {saved.step}): {len(results)} episodes{logged}, "
           f"{config.episodes_per_task} per task, ensemble {config.ensemble}, seed {config.seed}, "
           f"{seconds:.0f} s ({timing['episodes_per_s']:.2f} episodes/s, "
           f"{config.workers} workers, {attention.describe()})")
@@ -216,19 +245,27 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     videos = [r.video for r in results if r.video]
     if videos:
         print(f"videos: {len(videos)} in {out / 'videos'}")
-    print(f"report: {files['markdown']} (also report.json, episodes.csv, summary.csv, PNG plots "
-          f"in {out})")
+    print(f"report: {files['html']} (also report.md, report.json, episodes.csv, summary.csv, "
+          f"PNG plots, {CONFIG_FILE_NAME} in {out})")
 
 
-def _timing(results: list[EpisodeResult], seconds: float, workers: int) -> dict[str, float]:
-    """Wall time, throughput and where the episode time went (summed over workers)."""
+def _timing(results: list[EpisodeResult], seconds: float, workers: int, ran: int
+            ) -> dict[str, float | str]:
+    """This invocation's wall time (s) and throughput over the ``ran`` episodes it ran, and where
+    the episode time went: every episode's recorded seconds, summed over workers and over the
+    earlier invocations whose episodes the log held. ``note`` says so in ``report.json``."""
     parts = {name: sum(getattr(r, f"{name}_seconds") for r in results)
              for name in ("policy", "env", "demo", "expert")}
     busy = sum(parts.values()) or 1.0
-    return {"seconds": seconds, "workers": workers,
-            "episodes_per_s": len(results) / seconds if seconds > 0 else 0.0,
+    return {"seconds": seconds, "workers": workers, "episodes_run": ran,
+            "episodes_from_log": len(results) - ran,
+            "episodes_per_s": ran / seconds if seconds > 0 else 0.0,
             **{f"{name}_seconds": value for name, value in parts.items()},
-            **{f"{name}_share": value / busy for name, value in parts.items()}}
+            **{f"{name}_share": value / busy for name, value in parts.items()},
+            "note": "seconds, workers and episodes_per_s: this invocation, which ran "
+            "episodes_run episodes; *_seconds and *_share: the recorded seconds of all "
+            f"episodes, also the episodes_from_log read from {LOG_NAME} (run before an "
+            "interruption)"}
 
 
 def _config_json(config: EvalConfig) -> dict[str, object]:

@@ -18,11 +18,18 @@ split of the suite it comes from; reports group by that label.
 Episode seeds depend only on (root seed, task layout, episode index), so the same arguments give
 the same (task, seed) list, and two checkpoints can be compared episode by episode. Episodes run in
 ``workers`` spawn processes, each with its own env and a copy of the policy (1 torch thread each).
+
+With a ``log`` (``evaluate(config, log=PATH)``; ``imitate eval`` keeps ``episodes.jsonl`` in its
+report folder) every finished episode is appended to that file at once (``imitate.episode_log``),
+under a header of what fixes the episodes (``log_header``). A later call with the same header runs
+only the episodes missing from the log, so an interrupted evaluation resumes, and returns all of
+them in the same order: the report equals an uninterrupted run's but for the seconds it records.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import time
@@ -37,11 +44,12 @@ import torch
 import envs
 from envs.expert import DEFAULT_NOISE_STD, ScriptedExpert
 from envs.tasks import TaskClass
-from imitate import fast
+from imitate import __version__, fast
 from imitate.agent import agent_for_demo
 from imitate.checkpoint import load_checkpoint, read_checkpoint_bytes
 from imitate.data.record import DemoJob, env_kwargs, record_demo
 from imitate.data.seeds import Stream, demo_seeds
+from imitate.episode_log import appending, read_log
 from imitate.episodes import Seconds, StepHook, play, reset
 from imitate.novelty import UNKNOWN, novelty, trained_classes
 from imitate.options import require_positive_ints
@@ -51,6 +59,8 @@ from imitate.workers import job_runner
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "test", "all")
+#: The episode log's name in an ``imitate eval`` report folder (``evaluate(log=...)``).
+LOG_NAME = "episodes.jsonl"
 #: Attempts allowed to record one conditioning demo before the evaluation gives up.
 DEMO_ATTEMPTS = 50
 
@@ -129,7 +139,7 @@ class EvalConfig:
         return [(split, task.layout) for split in splits for task in suite.split(split)]
 
     def demo_noise(self) -> float:
-            return DEFAULT_NOISE_STD if self.noise is None else float(self.noise)
+        return DEFAULT_NOISE_STD if self.noise is None else float(self.noise)
 
 
 class EpisodeJob(NamedTuple):
@@ -306,27 +316,95 @@ def episode_runner(checkpoint: bytes, workers: int, fused: bool = False
             yield run
 
 
-def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None] | None = None,
-             checkpoint_data: bytes | None = None) -> list[EpisodeResult]:
-    """Run every episode; results come back in ``episode_jobs`` order.
+def log_header(config: EvalConfig, checkpoint_data: bytes) -> dict[str, Any]:
+    """What fixes the episodes of ``config`` run by the checkpoint whose bytes are
+    ``checkpoint_data``: the episode log's header, compared field by field before a log resumes.
 
-    ``on_episode(result, total)`` hears each finished episode (completion order).
-    ``checkpoint_data``: the checkpoint's bytes, already read and validated by the caller (every
-    worker then uses exactly them, even if the file is being rewritten). Without them the file is
-    read here. Either way it is validated before any work (``CheckpointError``, a
-    ``ValueError``, for a missing or bad one), and its training tasks label each task seen or
-    unseen.
+    ``imitate`` (the version), ``checkpoint_sha256`` (of those bytes), ``split`` (None when
+    ``tasks`` name the tasks), ``tasks`` (the parsed layouts, or None), ``episodes_per_task``,
+    ``ensemble``, ``seed``, ``expert``, ``demo_noise`` (m per step) and ``videos``. Not
+    ``workers``: an episode's result depends on its job only, never on the process that ran it.
+    Not ``fused``: the fused kernel computes the eager attention's numbers up to float rounding
+    (``imitate.fast``), and the two paths chose the same greedy action at each of 540 steps (6
+    episodes of the shipped policy, ensemble 10); like ``workers``, it sets the speed only.
+    """
+    tasks = None if config.tasks is None else [layout for _, layout in config.task_list()]
+    return {"imitate": __version__,
+            "checkpoint_sha256": hashlib.sha256(checkpoint_data).hexdigest(),
+            "split": config.split if tasks is None else None, "tasks": tasks,
+            "episodes_per_task": config.episodes_per_task, "ensemble": config.ensemble,
+            "seed": config.seed, "expert": config.expert, "demo_noise": config.demo_noise(),
+            "videos": config.videos}
+
+
+def logged_results(log: Path, header: dict[str, Any]) -> dict[tuple[str, int], EpisodeResult]:
+    """The results in the episode log ``log`` (``imitate.episode_log.read_log``, checked
+    against ``header``) by (layout, episode), less those whose video is not on disk: those run
+    again."""
+    results = {}
+    for result in read_log(log, header, EpisodeResult):
+        if result.video is not None and not Path(result.video).is_file():
+            logger.warning("%s: video %s is missing; episode %d of %r runs again", log,
+                           result.video, result.episode, result.task)
+            continue
+        results[(result.task, result.episode)] = result
+    return results
+
+
+def evaluate(config: EvalConfig, on_episode: Callable[[EpisodeResult, int], None] | None = None,
+             checkpoint_data: bytes | None = None, log: Path | None = None, restart: bool = False,
+             on_resume: Callable[[int, int], None] | None = None) -> list[EpisodeResult]:
+    """Run every episode (or, with a ``log``, every episode it lacks); results come back in
+    ``episode_jobs`` order.
+
+    ``on_episode(result, total)`` hears each episode this call runs (completion order; ``total``:
+    how many it runs). ``checkpoint_data``: the checkpoint's bytes, already read and validated by
+    the caller (every worker then uses exactly them, even if the file is being rewritten).
+    Without them the file is read here. Either way it is validated before any work
+    (``CheckpointError``, a ``ValueError``, for a missing or bad one), and its training tasks
+    label each task seen or unseen.
+
+    ``log``: the episode log (``imitate.episode_log``) to resume from and to append each finished
+    episode to (created when absent). Its episodes are not run again, but for one whose video is
+    not on disk. A log whose header is not ``log_header(config, checkpoint_data)`` is refused
+    (``EpisodeLogError``, a ``ValueError``, naming the first differing field) unless
+    ``restart``, which discards it. ``on_resume(done, total)`` hears, before any episode runs,
+    that an existing log holds ``done`` of the ``total`` episodes (not called for a new or
+    restarted log).
     """
     if checkpoint_data is None:
         checkpoint_data = read_checkpoint_bytes(config.checkpoint)
     saved = load_checkpoint(config.checkpoint, data=checkpoint_data)  # fail fast, clear message
     jobs = episode_jobs(config, trained_classes(saved.training))
-    order = {(job.layout, job.episode): i for i, job in enumerate(jobs)}
     results: list[EpisodeResult | None] = [None] * len(jobs)
-    with episode_runner(checkpoint_data, min(config.workers, len(jobs)), config.fused) as run:
-        for result in run(jobs):
-            results[order[(result.task, result.episode)]] = result
-            if on_episode is not None:
-                on_episode(result, len(jobs))
-    return [r for r in results if r is not None]
+    if log is None:
+        return _run_missing(config, checkpoint_data, jobs, results, on_episode)
+    header = log_header(config, checkpoint_data)
+    resuming = Path(log).exists() and not restart
+    if resuming:
+        logged = logged_results(log, header)
+        results = [logged.get((job.layout, job.episode)) for job in jobs]
+        if on_resume is not None:
+            on_resume(len(jobs) - results.count(None), len(jobs))
+    with appending(log, header, [r for r in results if r is not None]) as append:
+        return _run_missing(config, checkpoint_data, jobs, results, on_episode, append)
 
+
+def _run_missing(config: EvalConfig, checkpoint_data: bytes, jobs: list[EpisodeJob],
+                 results: list[EpisodeResult | None],
+                 on_episode: Callable[[EpisodeResult, int], None] | None,
+                 append: Callable[[EpisodeResult], None] | None = None) -> list[EpisodeResult]:
+    """Run the jobs whose result is None (``append`` hears each result first, then
+    ``on_episode``); returns every result, in ``jobs`` order."""
+    order = {(job.layout, job.episode): i for i, job in enumerate(jobs)}
+    missing = [job for job, result in zip(jobs, results, strict=True) if result is None]
+    if missing:
+        with episode_runner(checkpoint_data, min(config.workers, len(missing)),
+                            config.fused) as run:
+            for result in run(missing):
+                if append is not None:
+                    append(result)
+                results[order[(result.task, result.episode)]] = result
+                if on_episode is not None:
+                    on_episode(result, len(missing))
+    return [r for r in results if r is not None]

@@ -199,7 +199,7 @@ def videos_section(results: Sequence[EpisodeResult], folder: Path) -> str:
     return "".join(parts)
 
 
-def timing_section(timing: Mapping[str, float], results: Sequence[EpisodeResult]) -> str:
+def timing_section(timing: Mapping[str, Any], results: Sequence[EpisodeResult]) -> str:
     """Throughput (episodes/s), wall seconds, workers and where the episode time went."""
     if not timing:
         seconds = sum(r.policy_seconds + r.env_seconds + r.demo_seconds + r.expert_seconds
@@ -209,16 +209,19 @@ def timing_section(timing: Mapping[str, float], results: Sequence[EpisodeResult]
     rows = [(key, f"{value:.3f}" if isinstance(value, float) else value)
             for key, value in timing.items()]
     rate = float(timing.get("episodes_per_s", 0.0))
-    return (f"<h2>Timing</h2>\n<p>{esc(f'{rate:.2f}')} episodes/s ({len(results)} episodes). "
-            "<code>seconds</code> is wall time; the policy, env, demo and expert seconds and "
-            "shares are summed over workers.</p>\n"
+    ran = int(timing.get("episodes_run", len(results)))  # a resumed evaluation ran only some
+    resumed = (f"; {len(results) - ran} more came from the episode log of an earlier run"
+               if ran < len(results) else "")
+    return (f"<h2>Timing</h2>\n<p>{esc(f'{rate:.2f}')} episodes/s ({ran} episodes run"
+            f"{esc(resumed)}). <code>seconds</code> is this run's wall time; the policy, env, "
+            "demo and expert seconds and shares are summed over workers and every episode.</p>\n"
             + table(("measure", "value"), rows, numeric=(1,)))
 
 
 def report_html(folder: Path, results: Sequence[EpisodeResult], rows: Sequence[StageRow],
                 tasks: Sequence[Mapping[str, Any]], plots: Sequence[str], *,
                 config: Mapping[str, Any], checkpoint: Mapping[str, Any],
-                timing: Mapping[str, float]) -> str:
+                timing: Mapping[str, Any]) -> str:
     """The page (UTF-8 text) for the report in ``folder``: ``plots`` are the plots' srcs
     relative to it; videos and ``attention/`` figures are looked up in it."""
     title = f"Evaluation of {checkpoint.get('path', 'a policy')}"

@@ -279,7 +279,7 @@ def _png(figure: Any) -> bytes:
 
 
 def write_report(folder: Path, results: Sequence[EpisodeResult], *, config: dict[str, Any],
-                 checkpoint: dict[str, Any], timing: dict[str, float]) -> dict[str, Path]:
+                 checkpoint: dict[str, Any], timing: dict[str, Any]) -> dict[str, Path]:
     """Write every report file into ``folder`` (atomically each); returns them by name."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

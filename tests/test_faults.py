@@ -321,8 +321,11 @@ def test_an_evaluation_on_a_full_disk_keeps_the_earlier_report_whole(tiny_policy
     assert run_cli(*command).returncode == 0
     fill(disk, leave=24 * 1024)  # room for some report files, not all
     before = contents(disk)
-    assert_full_disk_error(run_cli(*command, "--seed", "1"), out)
-    assert contents(disk) == before
+    assert_full_disk_error(run_cli(*command, "--seed", "1", "--restart"), out)
+    after = contents(disk)
+    for name in ("report/config.json", "report/episodes.jsonl"):  # the new evaluation's own
+        after.pop(name, None), before.pop(name, None)
+    assert after == before
 
 
 def test_generating_demos_on_a_full_disk_keeps_the_earlier_shards(disk: Path) -> None:
@@ -371,19 +374,24 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
     import sys
     import time
 
+    from imitate.episode_log import read_log
+    from imitate.evaluation import LOG_NAME, EpisodeResult, EvalConfig, log_header
+
     out = tmp_path / "report"
     # A 3-stage task: 750-step episodes, so 40 of them outlast the 3 s below on an idle machine.
     command = ["eval", "--checkpoint", str(tiny_policy), "--tasks", "abcd", "--ensemble", "1",
                "--no-expert", "--compile", "off", "--out", str(out), "--quiet"]
     assert run_cli(*command, "--episodes-per-task", "1", "--workers", "1").returncode == 0
     before = contents(out)
+    # Another evaluation into that folder: --restart discards the first one's episode log.
     process = subprocess.Popen([sys.executable, "-m", "imitate.cli", *command,
-                                "--episodes-per-task", "40", "--workers", "2", "--seed", "1"],
+                                "--episodes-per-task", "40", "--workers", "2", "--seed", "1",
+                                "--restart"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=default_sigint)
-    lock = out / EVAL_LOCK_NAME
+    log = out / LOG_NAME  # rewritten with its header (under the lock) before any episode runs
     deadline = time.monotonic() + 60
-    while "pid" not in (lock.read_text() if lock.exists() else ""):
+    while '"episodes_per_task": 40' not in log.read_text().split("\n")[0]:
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
         time.sleep(0.1)
     time.sleep(3)  # episodes under way
@@ -394,10 +402,20 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
     if number == signal.SIGINT:
         assert stderr.strip().splitlines()[-1] == "imitate: interrupted"
     after = contents(out)
-    after.pop(EVAL_LOCK_NAME), before.pop(EVAL_LOCK_NAME)  # holder text of the last writer
+    # Not the report: the lock's holder text, the options file and the episode log of the last
+    # writer.
+    for name in (EVAL_LOCK_NAME, "config.json", LOG_NAME):
+        after.pop(name, None), before.pop(name, None)
     assert after == before
-    # No stale lock: the next evaluation runs.
-    assert run_cli(*command, "--episodes-per-task", "1", "--workers", "1").returncode == 0
+    # The log: the interrupted evaluation's header, then whole records of finished episodes only
+    # (SIGKILL may have cut a last line short: dropped on reading).
+    config = EvalConfig(checkpoint=tiny_policy, tasks=("abcd",), episodes_per_task=40,
+                        ensemble=1, seed=1, expert=False)
+    logged = read_log(log, log_header(config, tiny_policy.read_bytes()), EpisodeResult)
+    assert len({(r.task, r.episode) for r in logged}) == len(logged) < 40
+    # No stale lock: the next evaluation runs (another one again: --restart).
+    assert run_cli(*command, "--episodes-per-task", "1", "--workers", "1",
+                   "--restart").returncode == 0
 
 
 def test_a_malformed_run_config_is_named(tiny_demos: Path, tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from imitate.novelty import (
     training_tasks,
 )
 from imitate.quickstart import (
+    FINE_TUNE_LR,
     PRETRAINED_UNSEEN_TASKS,
     PRETRAINED_VIDEO_TASK,
     QUICKSTART_TASKS,
@@ -244,6 +245,23 @@ def test_quickstart_sets_aside_demos_of_another_expert_version(tmp_path: Path) -
     assert aside == tmp_path / f"qs-expert{EXPERT_VERSION - 1}-2"
     assert not out.exists() and (aside / "demos" / "manifest.json").is_file()
     assert f"expert version {EXPERT_VERSION - 1}" in lines[-1] and str(aside) in lines[-1]
+
+
+def test_quickstart_sets_aside_a_run_that_is_not_its_fine_tuning(tmp_path: Path) -> None:
+    """A 0.9 quickstart folder (same demos, a run trained from scratch) would refuse to resume:
+    it is moved aside; a run that fine-tunes the shipped policy stays."""
+    out = tmp_path / "qs"
+    lines: list[str] = []
+    for start, kept in ((None, False), (Path("pretrained"), True)):
+        generate(GenerateConfig(out=out / "demos", per_task=1, tasks=QUICKSTART_TASKS,
+                                workers=1, seed=0))
+        (out / "run").mkdir()
+        run = TrainConfig(demos=out / "demos", out=out / "run", lr=FINE_TUNE_LR, init_from=start)
+        (out / "run" / "config.json").write_text(json.dumps(run.to_json()))
+        aside = set_aside_if_stale(out, lines.append)
+        assert (aside is None) == kept, lines
+    assert "not a fine-tuning of the shipped policy" in lines[0]
+    assert (tmp_path / "qs-old" / "run" / "config.json").is_file() and out.is_dir()
 
 
 @pytest.mark.parametrize("conditioning", ["snapshot", "final"])
