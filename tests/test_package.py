@@ -19,8 +19,8 @@ def test_the_distribution_name_version_and_license_agree() -> None:
     assert project["license"] == "MIT"
     assert (ROOT / "LICENSE").read_text().startswith("MIT License")
     extras = project["optional-dependencies"]
-    assert {"export", "tensorboard", "wandb"} <= set(extras)
-    assert "imitate-oneshot[export,tensorboard,wandb]" in extras["dev"]  # tests cover them all
+    assert {"export", "tensorboard", "wandb", "ray"} <= set(extras)
+    assert "imitate-oneshot[export,tensorboard,wandb,ray]" in extras["dev"]  # tests cover all
 
 
 def test_the_citation_file_names_this_release_and_the_paper() -> None:
