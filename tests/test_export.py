@@ -196,6 +196,19 @@ def assert_one_line_error(result: tuple[int, str, str], *words: str) -> None:
         assert word in lines[0], lines[0]
 
 
+def test_a_minari_export_into_a_relative_folder_that_does_not_exist_yet(
+        tiny_demos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--out datasets`` (relative, absent): minari 0.5.4 joins a relative data path onto
+    itself, so the exporter hands it an absolute one."""
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = run_main(capsys, "demos", "export", tiny_demos, "--format", "minari",
+                              "--out", "datasets", "--quiet")
+    assert status == 0, out
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "datasets"))
+    assert minari.load_dataset(MINARI_ID).total_episodes == 12
+
+
 def test_the_command_writes_to_minaris_folder_and_refuses_an_existing_output(
         tiny_demos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:

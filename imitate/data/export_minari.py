@@ -54,7 +54,8 @@ def export_minari(config: ExportConfig, on_progress: ProgressHook | None = None
     from minari.storage.datasets_root_dir import get_dataset_path
 
     with ExportSource(config) as source:
-        root = config.out if config.out is not None else Path(get_dataset_path())
+        # absolute: minari's storage joins a relative data path onto itself (minari 0.5.4)
+        root = (config.out if config.out is not None else Path(get_dataset_path())).absolute()
         dataset_id = config.name or default_minari_id(source.root)
         target = root / dataset_id
         check_output(target, config.overwrite, f"the Minari dataset {dataset_id}")
