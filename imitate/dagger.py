@@ -22,6 +22,7 @@ stream (``Stream.DAGGER``), so collected data never repeats a training or evalua
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 from collections.abc import Callable
@@ -31,16 +32,20 @@ from typing import Any
 
 import gymnasium
 import numpy as np
+import torch
 
 import envs
 from envs.expert import ScriptedExpert
+from imitate import fast
 from imitate.agent import agent_for_demo
 from imitate.data import DemoDataset, append_shard, create_aggregate
 from imitate.data import format as fmt
 from imitate.data.record import env_kwargs
 from imitate.data.seeds import Stream, demo_seeds
 from imitate.episodes import pack_demo, play, reset
+from imitate.model import OneShotPolicy, PolicyConfig
 from imitate.options import flag, require_positive_ints
+from imitate.workers import job_runner
 
 logger = logging.getLogger(__name__)
 
@@ -155,41 +160,103 @@ def rollout_demo(env: Any, expert: Any, agent: Any, layout: str, seeds: Any, *, 
                      env_seed=seeds.env_seed, noise_seed=seeds.noise_seed)
 
 
+@dataclass(frozen=True)
+class RolloutJob:
+    """One rollout of a round, drawn by the trainer: everything a worker needs to play it."""
+
+    index: int
+    task: str
+    conditioning: fmt.Demo
+    seeds: Any
+    full: bool
+    beta: float
+    ensemble: int
+
+
+def draw_rollouts(dataset: DemoDataset, condition_positions: dict[str, np.ndarray],
+                  config: DaggerConfig, seed: int, round_number: int) -> list[RolloutJob]:
+    """Round ``round_number``'s rollouts, drawn from its seeded stream in rollout order (task,
+    conditioning demo, whole episode or one stage), so they do not depend on who plays them."""
+    rng = np.random.default_rng([seed, Stream.DAGGER, round_number])
+    jobs = []
+    for index in range(config.rollouts):
+        task = dataset.tasks[int(rng.integers(len(dataset.tasks)))]
+        positions = np.intersect1d(condition_positions[task], dataset.successful(task))
+        conditioning = dataset.demo(task, int(rng.choice(positions)))
+        seeds = demo_seeds(seed, Stream.DAGGER, task, round_number * 1_000_000 + index)
+        full = bool(rng.random() < config.full_fraction)
+        jobs.append(RolloutJob(index, task, conditioning, seeds, full, config.beta(round_number),
+                               config.ensemble))
+    return jobs
+
+
+def policy_bytes(policy: Any) -> tuple[dict[str, Any], bytes]:
+    """The policy's network config and its weights (``state_dict``, on the CPU) as bytes: what
+    the rollout workers rebuild it from."""
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in policy.state_dict().items()}, buffer)
+    return policy.config.to_dict(), buffer.getvalue()
+
+
+def _rollout_worker(network: dict[str, Any], weights: bytes, fused: bool, pooled: bool
+                    ) -> tuple[Any, Any, Any]:
+    """A worker's policy (eval mode, CPU, rebuilt from ``policy_bytes``), env and expert; pool
+    workers run torch on 1 thread each."""
+    if pooled:
+        torch.set_num_threads(1)
+    fast.configure(fused)  # a cached build: the trainer built it
+    policy = OneShotPolicy(PolicyConfig(**network))
+    policy.load_state_dict(torch.load(io.BytesIO(weights), weights_only=True))
+    policy.eval()
+    return policy, gymnasium.make(envs.ENV_ID, **env_kwargs()), ScriptedExpert()
+
+
+def _play_rollout(worker: tuple[Any, Any, Any], job: RolloutJob) -> tuple[int, fmt.Demo | None]:
+    policy, env, expert = worker
+    agent = agent_for_demo(policy, job.conditioning, ensemble=job.ensemble,
+                           seed=job.seeds.noise_seed)
+    return job.index, rollout_demo(env, expert, agent, job.task, job.seeds, beta=job.beta,
+                                   full=job.full, index=job.index)
+
+
+def _close_rollout_worker(worker: tuple[Any, Any, Any]) -> None:
+    worker[1].close()
+
+
 def collect_round(run: Path, round_number: int, policy: Any, dataset: DemoDataset,
                   condition_positions: dict[str, np.ndarray], config: DaggerConfig, seed: int,
-                  on_rollout: Callable[[int, int], None] | None = None) -> Path:
+                  on_rollout: Callable[[int, int], None] | None = None, *, workers: int = 1,
+                  backend: str = "process", ray_address: str | None = None) -> Path:
     """Collect round ``round_number`` into its own aggregate folder (remade from scratch if an
-    earlier attempt was interrupted) and mark it complete; returns the folder."""
+    earlier attempt was interrupted) and mark it complete; returns the folder.
+
+    The rollouts (``draw_rollouts``) run off the training process in ``workers`` workers
+    (``imitate.workers.job_runner`` with ``backend`` and ``ray_address``; 1 worker: in this
+    process), each rebuilding the policy on the CPU from its weights' bytes, with the attention
+    path configured here (``imitate.fast``). Results are stored in rollout order, so the round's
+    shards are the same bytes for any number of workers.
+    """
     folder = round_folder(run, round_number)
     if folder.exists():
         shutil.rmtree(folder)
     beta = config.beta(round_number)
     create_aggregate(folder, {"env": {"id": envs.ENV_ID, "kwargs": env_kwargs()},
                               "round": round_number, "beta": beta, "seed": seed})
-    rng = np.random.default_rng([seed, Stream.DAGGER, round_number])
-    env = gymnasium.make(envs.ENV_ID, **env_kwargs())
-    expert = ScriptedExpert()
-    by_task: dict[str, list[fmt.Demo]] = {}
-    was_training = policy.training
-    policy.eval()
-    try:
-        for index in range(config.rollouts):
-            task = dataset.tasks[int(rng.integers(len(dataset.tasks)))]
-            positions = np.intersect1d(condition_positions[task], dataset.successful(task))
-            conditioning = dataset.demo(task, int(rng.choice(positions)))
-            seeds = demo_seeds(seed, Stream.DAGGER, task, round_number * 1_000_000 + index)
-            agent = agent_for_demo(policy, conditioning, ensemble=config.ensemble,
-                                   seed=seeds.noise_seed)
-            full = rng.random() < config.full_fraction
-            demo = rollout_demo(env, expert, agent, task, seeds, beta=beta, full=full,
-                                index=index)
-            if demo is not None:
-                by_task.setdefault(task, []).append(demo)
+    jobs = draw_rollouts(dataset, condition_positions, config, seed, round_number)
+    network, weights = policy_bytes(policy)
+    played: dict[int, fmt.Demo | None] = {}
+    with job_runner(workers, _rollout_worker, (network, weights, fast.state().path == "compiled"),
+                    _play_rollout, _close_rollout_worker, backend=backend,
+                    ray_address=ray_address) as run_jobs:
+        for index, demo in run_jobs(jobs):
+            played[index] = demo
             if on_rollout is not None:
-                on_rollout(index + 1, config.rollouts)
-    finally:
-        env.close()
-        policy.train(was_training)
+                on_rollout(len(played), config.rollouts)
+    by_task: dict[str, list[fmt.Demo]] = {}
+    for job in jobs:  # rollout order, whichever worker finished first
+        demo = played[job.index]
+        if demo is not None:
+            by_task.setdefault(job.task, []).append(demo)
     for demos in by_task.values():
         append_shard(folder, demos, header={"round": round_number, "beta": beta})
     manifest = fmt.load_manifest(folder)

@@ -28,6 +28,7 @@ from imitate.options import add_quiet
 from imitate.render import render_episode
 from imitate.report import OUTCOME_TITLES, stage_rows, write_report
 from imitate.video import RENDER_EVERY, VIDEO_FPS
+from imitate.workers import add_backend_options
 
 _DEFAULTS = EvalConfig(checkpoint=Path("policy.pt"))
 #: The report folder's writer lock (``imitate.files.folder_lock``).
@@ -60,6 +61,7 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
                         help=f"demo subsamples averaged per action (default: {_DEFAULTS.ensemble})")
     parser.add_argument("--workers", type=int, default=2, metavar="W",
                         help="episode processes (default: 2)")
+    add_backend_options(parser, "episode")
     parser.add_argument("--seed", type=int, default=_DEFAULTS.seed, metavar="S",
                         help=f"root seed of demos and initial configurations "
                         f"(default: {_DEFAULTS.seed})")
@@ -192,7 +194,8 @@ def _cmd_eval(args: argparse.Namespace) -> None:
                         episodes_per_task=args.episodes_per_task, ensemble=args.ensemble,
                         workers=args.workers, seed=args.seed, expert=not args.no_expert,
                         videos=args.videos, video_dir=out / "videos",
-                        fused=args.compile == "on")
+                        fused=args.compile == "on", backend=args.backend,
+                        ray_address=args.ray_address)
     data = read_checkpoint_bytes(config.checkpoint)
     saved = load_checkpoint(config.checkpoint, data=data)
     total = len(config.task_list()) * config.episodes_per_task

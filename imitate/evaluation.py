@@ -54,7 +54,7 @@ from imitate.episodes import Seconds, StepHook, play, reset
 from imitate.novelty import UNKNOWN, novelty, trained_classes
 from imitate.options import require_positive_ints
 from imitate.video import RENDER_EVERY, FrameRecorder, compose, write_mp4
-from imitate.workers import job_runner
+from imitate.workers import check_backend, job_runner
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class EvalConfig:
         tasks: layouts to evaluate instead of the split's suite tasks (any valid layouts).
         episodes_per_task: K episodes per task (paper: 100).
         ensemble: E demo subsamples averaged per action (paper: 10).
-        workers: episode processes (>= 1; 1 runs in this process).
+        workers: episode processes (>= 1; with the ``process`` backend 1 runs in this process).
         seed: root seed of the conditioning demos and the initial configurations.
         expert: also run the scripted expert from each episode's initial configuration.
         noise: execution noise of the conditioning demos (m per step); None: the datasets'
@@ -91,6 +91,10 @@ class EvalConfig:
         fused: the policy's additive attention runs the fused kernel (``imitate.fast``: built
             once per machine, about a minute; where it cannot be built, a warning and the eager
             code, which computes the same numbers).
+        backend: where the workers run: ``process`` (this machine's spawn pool) or ``ray`` (Ray
+            actors; ``imitate.workers``); both give the same episodes.
+        ray_address: the Ray cluster to join (``auto``: the running one; ``HOST:PORT``);
+            None starts a local Ray instance. Used by the ``ray`` backend only.
     """
 
     checkpoint: Path
@@ -105,12 +109,15 @@ class EvalConfig:
     videos: int = 0
     video_dir: Path | None = None
     fused: bool = True
+    backend: str = "process"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "checkpoint", Path(self.checkpoint))
         if self.split not in SPLITS:
             raise ValueError(f"unknown --split {self.split!r}; choose {', '.join(SPLITS)}")
         require_positive_ints(self, ("episodes_per_task", "ensemble", "workers"))
+        check_backend(self.backend, self.ray_address)
         if self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed}")
         if self.noise is not None and not (math.isfinite(self.noise) and self.noise >= 0):
@@ -303,16 +310,17 @@ def _close_worker(worker: tuple[Any, Any, Any]) -> None:
 
 
 @contextlib.contextmanager
-def episode_runner(checkpoint: bytes, workers: int, fused: bool = False
+def episode_runner(checkpoint: bytes, workers: int, fused: bool = False, *,
+                   backend: str = "process", ray_address: str | None = None
                    ) -> Iterator[Callable[[list[EpisodeJob]], Iterator[EpisodeResult]]]:
     """Map jobs to results (completion order): in-process for 1 worker, else spawn workers
     (``imitate.workers``), each loading the policy from the checkpoint's bytes. ``fused``: the
     policy's attention runs the fused kernel (``imitate.fast``; built here, before any worker
-    starts, when needed)."""
+    starts, when needed). ``backend`` and ``ray_address``: ``imitate.workers.job_runner``'s."""
     with fast.using(fused) as attention:  # this process's path is restored afterwards
         fused = attention.path == "compiled"
         with job_runner(workers, _episode_worker, (checkpoint, fused), _run_episode,
-                        _close_worker) as run:
+                        _close_worker, backend=backend, ray_address=ray_address) as run:
             yield run
 
 
@@ -324,6 +332,7 @@ def log_header(config: EvalConfig, checkpoint_data: bytes) -> dict[str, Any]:
     ``tasks`` name the tasks), ``tasks`` (the parsed layouts, or None), ``episodes_per_task``,
     ``ensemble``, ``seed``, ``expert``, ``demo_noise`` (m per step) and ``videos``. Not
     ``workers``: an episode's result depends on its job only, never on the process that ran it.
+    Not ``backend`` nor ``ray_address``: where the workers run, also the speed only.
     Not ``fused``: the fused kernel computes the eager attention's numbers up to float rounding
     (``imitate.fast``), and the two paths chose the same greedy action at each of 540 steps (6
     episodes of the shipped policy, ensemble 10); like ``workers``, it sets the speed only.
@@ -399,8 +408,8 @@ def _run_missing(config: EvalConfig, checkpoint_data: bytes, jobs: list[EpisodeJ
     order = {(job.layout, job.episode): i for i, job in enumerate(jobs)}
     missing = [job for job, result in zip(jobs, results, strict=True) if result is None]
     if missing:
-        with episode_runner(checkpoint_data, min(config.workers, len(missing)),
-                            config.fused) as run:
+        with episode_runner(checkpoint_data, min(config.workers, len(missing)), config.fused,
+                            backend=config.backend, ray_address=config.ray_address) as run:
             for result in run(missing):
                 if append is not None:
                     append(result)

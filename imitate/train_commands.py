@@ -17,6 +17,7 @@ from tqdm import tqdm
 from imitate.checkpoint import PRETRAINED, PRETRAINED_DIR
 from imitate.conditioning import CONDITIONING_MODES
 from imitate.config_files import NameList, accept_config_file, apply_config_file
+from imitate.distributed import torchrun_ranks
 from imitate.metrics import LOGGERS, METRICS_NAME, TENSORBOARD, TENSORBOARD_DIR, WANDB
 from imitate.model import CONTEXT_FORMS, TEMPORAL_SCORINGS
 from imitate.train_config import (
@@ -27,6 +28,7 @@ from imitate.train_config import (
     TrainConfig,
 )
 from imitate.training import Progress, TrainSummary, train
+from imitate.workers import add_backend_options
 
 _DEFAULTS = TrainConfig(demos=Path("."), out=Path("."))
 #: The training config of the shipped policy (``--config pretrained``).
@@ -99,6 +101,8 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
          "round 1"),
         ("dagger_decay", float, "G", "DAgger: beta of round r is beta0 * decay^(r-1)"),
         ("dagger_ensemble", int, "E", "DAgger: demo subsamples averaged while collecting"),
+        ("dagger_workers", int, "W", "DAgger: worker processes the rollouts run in, off the "
+         "training process (1: in it); the same data for any number"),
     ):
         default = getattr(_DEFAULTS, name)
         parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=default,
@@ -111,6 +115,7 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                         f"off (the plain eager code), or auto: on for runs of at least "
                         f"{COMPILE_AUTO_MIN_STEPS} steps; where no compiler works it falls back "
                         f"to eager with a warning (default: {_DEFAULTS.compile})")
+    add_backend_options(parser, "DAgger rollout")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--logger", action=NameList, default=_DEFAULTS.logger, metavar="NAMES",
                         help=f"where the metrics rows go besides {METRICS_NAME}, which is always "
@@ -141,8 +146,9 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     config = train_config(args)
+    main_rank = torchrun_ranks().main  # under torchrun, rank 0 alone shows progress and prints
     bar = tqdm(total=config.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
-               disable=config.quiet or not sys.stderr.isatty())
+               disable=config.quiet or not sys.stderr.isatty() or not main_rank)
 
     def update(progress: Progress) -> None:
         bar.update(progress.step - bar.n)
@@ -154,7 +160,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     with bar:
         summary = train(config, on_progress=update)
-    _print_summary(summary.config or config, summary)
+    if main_rank:
+        _print_summary(summary.config or config, summary)
 
 
 def _print_summary(config: TrainConfig, summary: TrainSummary) -> None:

@@ -35,6 +35,7 @@ from imitate.metrics import DEFAULT_WANDB_PROJECT, JSONL, LOGGERS
 from imitate.model import CONTEXT_FORMS, TEMPORAL_SCORINGS, PolicyConfig
 from imitate.novelty import evaluation_data_problems
 from imitate.options import require_choices, require_positive_ints
+from imitate.workers import check_backend
 
 #: The training run's logger: these checks' messages read as the run's (``imitate.training: ...``).
 logger = logging.getLogger("imitate.training")
@@ -52,7 +53,7 @@ COMPILE_CHOICES = ("auto", "on", "off")
 COMPILE_AUTO_MIN_STEPS = 1000
 #: Fields that may differ between a run and its resumption (they do not change what is learnt).
 RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet", "compile", "logger",
-                     "wandb_project")
+                     "wandb_project", "dagger_workers", "backend", "ray_address")
 #: Characters W&B refuses in a project name.
 _WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
 _POLICY_DEFAULTS = PolicyConfig()
@@ -111,6 +112,11 @@ class TrainConfig:
             as trained on (``imitate.novelty``).
         dagger_rounds, dagger_rollouts, dagger_full_fraction, dagger_beta0, dagger_decay,
         dagger_ensemble: ``imitate.dagger.DaggerConfig`` (used when ``algo`` is ``dagger``).
+        dagger_workers: worker processes a DAgger round's rollouts run in (1: in the training
+            process; the round's data is the same for any number).
+        backend, ray_address: where those workers run (``imitate.workers.job_runner``:
+            ``process``, a local spawn pool, or ``ray``); like ``dagger_workers`` they do not
+            change what is learnt and may change when a run resumes.
     """
 
     demos: Path
@@ -145,6 +151,9 @@ class TrainConfig:
     dagger_beta0: float = _DAGGER_DEFAULTS.beta0
     dagger_decay: float = _DAGGER_DEFAULTS.decay
     dagger_ensemble: int = _DAGGER_DEFAULTS.ensemble
+    dagger_workers: int = 1
+    backend: str = "process"
+    ray_address: str | None = None
 
     def __post_init__(self) -> None:
         self.demos, self.out = Path(self.demos), Path(self.out)
@@ -154,7 +163,9 @@ class TrainConfig:
                                "temporal_scoring": TEMPORAL_SCORINGS, "device": DEVICES,
                                "compile": COMPILE_CHOICES, "context_form": CONTEXT_FORMS})
         require_positive_ints(self, ("steps", "tasks_per_batch", "pairs_per_task", "hidden",
-                                     "checkpoint_every", "log_every", "min_kept_frames"))
+                                     "checkpoint_every", "log_every", "min_kept_frames",
+                                     "dagger_workers"))
+        check_backend(self.backend, self.ray_address)
         if not (math.isfinite(self.keep_fraction) and 0.0 < self.keep_fraction <= 1.0):
             raise ValueError(f"--keep-fraction must be in (0, 1], got {self.keep_fraction}")
         if self.holdout_every < 0 or self.holdout_every == 1:

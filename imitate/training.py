@@ -30,6 +30,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imitate import actions, fast
+from imitate import distributed, fast
 from imitate.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -51,15 +52,23 @@ from imitate.dagger import (
     dagger_round_figures,
 )
 from imitate.data import (
-    Batch,
     DatasetError,
     DemoDataset,
     PairSampler,
     holdout_split,
 )
+from imitate.distributed import (
+    SINGLE,
+    Ranks,
+    TensorBatch,
+    mean_over_ranks,
+    share_accuracies,
+    subsampled_share,
+    to_tensors,
+)
 from imitate.files import atomic_write_bytes, folder_lock, remove_temporaries, sha256_file
-from imitate.metrics import MetricsLog, accuracies, check_logger_packages, resumed_cpu_seconds
-from imitate.model import DemoBatch, OneShotPolicy, data_dependent_init
+from imitate.metrics import MetricsLog, check_logger_packages, resumed_cpu_seconds
+from imitate.model import OneShotPolicy, data_dependent_init
 from imitate.novelty import evaluation_data_problems
 from imitate.train_config import (
     CHECKPOINT_NAME,
@@ -77,46 +86,6 @@ from imitate.train_config import (
 logger = logging.getLogger(__name__)
 
 
-# --- batches to tensors ----------------------------------------------------------------------
-@dataclass
-class TensorBatch:
-    """A ``Batch`` on the device, trimmed to the largest task's block count ``K``.
-
-    demo: B conditioning demos (``DemoBatch``, frames chosen by the conditioning mode); blocks
-    (B * P, K, 3), gripper (B * P, 2), block_mask (B * P, K) observations; labels (B * P, 4) bin
-    indices (``actions.to_bins``). Trimming padded block slots is exact: padding has no effect.
-    """
-
-    demo: DemoBatch
-    blocks: torch.Tensor
-    gripper: torch.Tensor
-    block_mask: torch.Tensor
-    labels: torch.Tensor
-    pairs_per_demo: int
-
-
-def to_tensors(batch: Batch, conditioning: str, device: torch.device) -> TensorBatch:
-    """Convert a numpy ``Batch`` for the policy (see ``TensorBatch`` for shapes)."""
-    k = max(int(batch.block_mask.sum(1).max()), 1)  # block slots are the first n letters
-    b, p = batch.obs_blocks.shape[:2]
-    demo_blocks, demo_gripper, frame_mask = batch.conditioning(conditioning)
-
-    def put(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
-
-    block_mask = batch.block_mask[:, :k]  # (B, K)
-    demo = DemoBatch(put(demo_blocks[:, :, :k]), put(demo_gripper), put(block_mask),
-                     put(frame_mask))
-    return TensorBatch(
-        demo=demo,
-        blocks=put(batch.obs_blocks[:, :, :k].reshape(b * p, k, 3)),  # (B*P, K, 3)
-        gripper=put(batch.obs_gripper.reshape(b * p, 2)),  # (B*P, 2)
-        block_mask=put(np.repeat(block_mask, p, axis=0)),  # (B*P, K)
-        labels=put(actions.to_bins(batch.labels.reshape(b * p, 4))),  # (B*P, 4)
-        pairs_per_demo=p,
-    )
-
-
 def initialise_policy(policy: OneShotPolicy, batch: TensorBatch,
                       generator: torch.Generator) -> None:
     """Data-dependent weight-norm initialisation on the first batch (paper, appendix B.1).
@@ -132,40 +101,53 @@ def initialise_policy(policy: OneShotPolicy, batch: TensorBatch,
 
 
 def train_step(policy: OneShotPolicy, optimizer: torch.optim.Optimizer, batch: TensorBatch,
-               generator: torch.Generator) -> tuple[float, torch.Tensor]:
+               generator: torch.Generator, *, ranks: Ranks = SINGLE,
+               model: torch.nn.Module | None = None) -> tuple[float, torch.Tensor]:
     """One optimisation step on ``batch`` (B demos, N = B * P observation rows, ``TensorBatch``).
 
     Subsamples the demos' frames by temporal dropout (``full`` conditioning; ``generator``
-    draws the frames), runs the policy forward to logits (N, 3 * bins + 2), takes the loss
+    draws the frames of all B demos), runs the policy forward to logits (n, 3 * bins + 2) on
+    this rank's share of the tasks (``Ranks.share``: all of them in a plain run), takes the loss
     (``OneShotPolicy.loss``: summed per-axis cross-entropy against ``batch.labels``, mean over
-    rows), backpropagates it and steps ``optimizer``. The policy must be in train mode.
+    rows), backpropagates it and steps ``optimizer``. ``model`` is what runs the forward pass
+    (the ``DistributedDataParallel`` wrapper of ``policy`` under torchrun; default ``policy``).
+    The policy must be in train mode.
 
-    Returns the loss (a float) and the logits (N, 3 * bins + 2), detached. Raises
-    ``ValueError`` when the loss is not finite (before any weight changes).
+    Returns the loss over all N rows (a float, the same on every rank) and this rank's logits
+    (n, 3 * bins + 2), detached. Raises ``ValueError`` when the loss is not finite (before any
+    weight changes).
     """
-    demo = policy.subsample(batch.demo, generator)
-    logits = policy(demo, batch.blocks, batch.gripper, batch.block_mask, batch.pairs_per_demo)
-    loss = policy.loss(logits, batch.labels)
-    if not torch.isfinite(loss):
-        raise ValueError(f"training loss became {float(loss)}; lower --lr")
+    share = subsampled_share(policy, batch, generator, ranks)
+    logits = (model or policy)(share.demo, share.blocks, share.gripper, share.block_mask,
+                               share.pairs_per_demo)  # (n, 3 * bins + 2)
+    loss = policy.loss(logits, share.labels)
+    reported = mean_over_ranks(ranks, {"loss": float(loss.detach())}, len(share.labels),
+                               len(batch.labels))["loss"]
+    if not np.isfinite(reported):
+        raise ValueError(f"training loss became {reported}; lower --lr")
+    weight = ranks.loss_weight(len(share.labels), len(batch.labels))
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss if weight == 1.0 else loss * weight).backward()
     optimizer.step()
-    return float(loss.detach()), logits.detach()
+    return reported, logits.detach()
 
 
 @torch.no_grad()
 def _validate(policy: OneShotPolicy, sampler: PairSampler, conditioning: str,
-              device: torch.device, generator: torch.Generator) -> dict[str, float]:
-    """Loss and accuracies on one batch of held-out pairs (eval mode, then back to train)."""
+              device: torch.device, generator: torch.Generator,
+              ranks: Ranks = SINGLE) -> dict[str, float]:
+    """Loss and accuracies on one batch of held-out pairs (eval mode, then back to train);
+    under torchrun each rank scores its share and the figures are all-reduced."""
     batch = to_tensors(sampler.sample(), conditioning, device)
     policy.eval()
     try:
-        logits = policy(policy.subsample(batch.demo, generator), batch.blocks, batch.gripper,
-                        batch.block_mask, batch.pairs_per_demo)
-        result = {"val_loss": float(policy.loss(logits, batch.labels))}
+        share = subsampled_share(policy, batch, generator, ranks)
+        logits = policy(share.demo, share.blocks, share.gripper, share.block_mask,
+                        share.pairs_per_demo)
+        result = mean_over_ranks(ranks, {"val_loss": float(policy.loss(logits, share.labels))},
+                                 len(share.labels), len(batch.labels))
         result.update({f"val_{k}": v for k, v in
-                       accuracies(policy, logits, batch.labels).items()})
+                       share_accuracies(policy, logits, batch, ranks).items()})
     finally:
         policy.train()
     return result
@@ -208,11 +190,20 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
           ) -> TrainSummary:
     """Run (or resume) behaviour cloning as configured; returns what was done.
 
+    Under ``torchrun`` (``imitate.distributed``) every rank calls this: they train one model
+    data-parallel, rank 0 alone writes the run's files and reports ``on_progress``.
+
     Raises ``ValueError`` (including ``DatasetError`` and ``CheckpointError``) on bad input,
     and before anything is written when a chosen logger's package is not installed.
     """
     check_logger_packages(config.logger)
-    device = resolve_device(config.device)
+    ranks = distributed.torchrun_ranks()
+    if ranks.parallel:
+        distributed.check_batch_split(ranks, config.tasks_per_batch)
+        if config.algo == "dagger":
+            raise ValueError("--algo dagger is not supported under torchrun (DAgger collects "
+                             "between steps in one process); train it without torchrun")
+    device = distributed.rank_device(ranks, resolve_device(config.device))
     start: Checkpoint | None = None
     if config.init_from is not None:
         start = load_checkpoint(config.init_from)  # fail fast, before the folder is touched
@@ -224,15 +215,17 @@ def train(config: TrainConfig, on_progress: Callable[[Progress], None] | None = 
         raise ValueError(f"--resume: {config.out} holds no run to resume (no {CHECKPOINT_NAME} "
                          f"or {CONFIG_NAME}); check the path, or drop --resume to start a new "
                          "run there")
-    with folder_lock(config.out, LOCK_NAME, "training run"):
-        return _train_locked(config, device, on_progress, start)
+    # Rank 0, the only writer, holds the run folder's lock.
+    lock = folder_lock(config.out, LOCK_NAME, "training run") if ranks.main else nullcontext()
+    with distributed.process_group(ranks, device), lock:
+        return _train_locked(config, device, on_progress if ranks.main else None, start, ranks)
 
 
 def _train_locked(config: TrainConfig, device: torch.device,
                   on_progress: Callable[[Progress], None] | None,
-                  start: Checkpoint | None) -> TrainSummary:
-    """``train`` once the run folder's lock is held."""
-    saved_config = check_run_folder(config)
+                  start: Checkpoint | None, ranks: Ranks) -> TrainSummary:
+    """``train`` once the run folder's lock is held (rank 0 checks the folder for all)."""
+    saved_config = distributed.from_main(ranks, lambda: check_run_folder(config))
     with open_training_dataset(config.demos) as dataset:
         check_not_evaluation_data(config, dataset)
         first_steps = int((saved_config or {}).get("steps", config.steps))
@@ -241,7 +234,7 @@ def _train_locked(config: TrainConfig, device: torch.device,
             path = fast.CompileState(reason=f"--compile auto: {first_steps} steps < "
                                      f"{COMPILE_AUTO_MIN_STEPS}")
         logger.info("training with the %s", path.describe())
-        summary = _train(config, dataset, saved_config, device, on_progress, start)
+        summary = _train(config, dataset, saved_config, device, on_progress, start, ranks)
         summary.attention_path = path.describe()
         summary.config = config
         return summary
@@ -280,9 +273,9 @@ class _Interrupts:
 
 def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, Any] | None,
            device: torch.device, on_progress: Callable[[Progress], None] | None,
-           start: Checkpoint | None) -> TrainSummary:
+           start: Checkpoint | None, ranks: Ranks) -> TrainSummary:
     """The training loop of ``train`` (``saved_config`` is the run's when resuming; ``start``
-    the checkpoint of ``--init-from``)."""
+    the checkpoint of ``--init-from``; every rank restores from rank 0's checkpoint)."""
     resuming = saved_config is not None
     train_positions, val_positions = holdout_split(dataset, config.holdout_every)
     sampler_rng = np.random.default_rng([config.seed, 0])
@@ -307,14 +300,9 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
     step = 0
     if resuming:
         step = _restore(config, policy, optimizer, sampler_rng, val_rng, generator, device)
-    else:
-        config.out.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(config.out / "dagger", ignore_errors=True)  # rounds of an unsaved run
-    if remove_temporaries(config.out):
-        logger.info("removed temporary files left in %s by an interrupted run", config.out)
-    if not resuming:
-        atomic_write_bytes(config.out / CONFIG_NAME,
-                           json.dumps(config.to_json(), indent=2).encode())
+    model = distributed.data_parallel(ranks, policy, device)
+    if ranks.main:
+        _prepare_folder(config, resuming)
     env, suite_version = _env_metadata(dataset)
     training_record = {"config": config.to_json(), "dataset": str(config.demos),
                        "dataset_command": dataset.manifest.get("command"),
@@ -329,13 +317,15 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
             "training": start.training}
 
     def checkpoint(at_step: int) -> Path:
+        if not ranks.main:
+            return config.out / CHECKPOINT_NAME
         return save_checkpoint(config.out / CHECKPOINT_NAME, policy, env=env,
                                suite_version=suite_version, training=training_record,
                                step=at_step, optimizer_state=optimizer.state_dict(),
                                rng_state=_rng_state(sampler_rng, val_rng, generator))
 
     metrics = MetricsLog(config.out, step, config.logger, run_config=config.to_json(),
-                         wandb_project=config.wandb_project)
+                         wandb_project=config.wandb_project) if ranks.main else None
     start_step, samples, last = step, 0, {}
     dagger = config.dagger() if config.algo == "dagger" else None
     # The round schedule is fixed by the run's first --steps, so a resumed run (even with more
@@ -355,13 +345,14 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
         interrupts.__enter__()
         policy.train()
         while step < config.steps:
-            if interrupts.requested:
+            if distributed.any_rank(ranks, interrupts.requested is not None):
+                signal_name = interrupts.requested or "a signal to another rank"
                 if step == 0:  # nothing learnt yet (and the first step initialises the layers)
-                    raise TrainingInterrupted(f"{interrupts.requested} before the first step; "
+                    raise TrainingInterrupted(f"{signal_name} before the first step; "
                                               "nothing saved")
                 if saved_step != step:
                     checkpoint(step)
-                raise TrainingInterrupted(f"{interrupts.requested} at step {step}: checkpoint "
+                raise TrainingInterrupted(f"{signal_name} at step {step}: checkpoint "
                                           f"saved in {config.out / CHECKPOINT_NAME}; continue "
                                           "with --resume")
             if len(rounds) < len(round_starts) and step >= round_starts[len(rounds)]:
@@ -379,7 +370,8 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
             batch = to_tensors(sampler.sample(), config.conditioning, device)
             if step == 0 and not resuming and start is None:
                 initialise_policy(policy, batch, generator)
-            loss, logits = train_step(policy, optimizer, batch, generator)
+            loss, logits = train_step(policy, optimizer, batch, generator, ranks=ranks,
+                                      model=model)
             train_cpu += time.process_time() - step_start
             step += 1
             samples += len(batch.labels)
@@ -390,23 +382,24 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                 last = {"step": step, "loss": loss, "samples_per_s": rate,
                         "cpu_s": train_cpu,
                         **{f"train_{k}": v for k, v in
-                           accuracies(policy, logits, batch.labels).items()}}
+                           share_accuracies(policy, logits, batch, ranks).items()}}
                 if validation is not None:
                     last.update(_validate(policy, validation, config.conditioning, device,
-                                          generator))
+                                          generator, ranks))
                 last.update(dagger_figures)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
                 saved_step = step
-            if last.get("step") == step:  # after the checkpoint: a full disk then changes neither
-                metrics.write(last)
+            if last.get("step") == step and metrics is not None:  # after the checkpoint: a
+                metrics.write(last)  # full disk then changes neither
     finally:
         interrupts.__exit__()
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
         for collected in rounds:
             if collected is not None:
                 collected.close()
-    if step == start_step and not (config.out / CHECKPOINT_NAME).exists():
+    if ranks.main and step == start_step and not (config.out / CHECKPOINT_NAME).exists():
         checkpoint(step)
     return TrainSummary(out=config.out, checkpoint=config.out / CHECKPOINT_NAME,
                         start_step=start_step, step=step,
@@ -431,12 +424,25 @@ def _dagger_round(config: TrainConfig, number: int, policy: OneShotPolicy,
                                      note=f"DAgger round {number}: rollout {index}/{total}"))
 
         folder = collect_round(config.out, number, policy, dataset, positions, dagger,
-                               config.seed, on_rollout=report)
+                               config.seed, on_rollout=report, workers=config.dagger_workers,
+                               backend=config.backend, ray_address=config.ray_address)
     try:
         return DemoDataset(folder)
     except DatasetError:  # every rollout of the round failed to start
         logger.warning("DAgger round %d collected nothing", number)
         return None
+
+
+def _prepare_folder(config: TrainConfig, resuming: bool) -> None:
+    """Rank 0, before the first step: a new run's folder and ``config.json``, no temporaries."""
+    if not resuming:
+        config.out.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(config.out / "dagger", ignore_errors=True)  # rounds of an unsaved run
+    if remove_temporaries(config.out):
+        logger.info("removed temporary files left in %s by an interrupted run", config.out)
+    if not resuming:
+        atomic_write_bytes(config.out / CONFIG_NAME,
+                           json.dumps(config.to_json(), indent=2).encode())
 
 
 def _validation_sampler(dataset: DemoDataset, config: TrainConfig, rng: np.random.Generator,

@@ -93,7 +93,8 @@ def test_an_eval_config_file_reads_back_to_the_same_options(tmp_path: Path) -> N
     assert json.loads(file.read_text()) == {
         "checkpoint": "pretrained", "split": "test", "tasks": "ab,abc", "episodes_per_task": 1,
         "ensemble": 1, "workers": 1, "seed": 0, "no_expert": True, "videos": 0,
-        "out": str(tmp_path / "report"), "compile": "off", "quiet": True}
+        "out": str(tmp_path / "report"), "compile": "off", "quiet": True,
+        "backend": "process", "ray_address": None}
     again = parsed("eval", "--config", str(file), "--seed", "3")
     assert is_pretrained(again.checkpoint)  # the word round-trips, not a resolved path
     assert options(again) == {**options(args), "seed": 3}

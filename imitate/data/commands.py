@@ -33,6 +33,7 @@ from imitate.data.generate import (
 )
 from imitate.data.verify import dataset_info, verify_dataset
 from imitate.options import add_quiet
+from imitate.workers import add_backend_options
 
 
 def add_demos_commands(commands: argparse._SubParsersAction) -> None:
@@ -55,6 +56,7 @@ def add_demos_commands(commands: argparse._SubParsersAction) -> None:
                      help="successful demos per task")
     gen.add_argument("--workers", type=int, default=1, metavar="W",
                      help="worker processes, each with its own simulator (default: 1)")
+    add_backend_options(gen, "demo")
     gen.add_argument("--seed", type=int, default=0, metavar="S", help="root seed (default: 0)")
     gen.add_argument("--noise", type=float, default=None, metavar="STD",
                      help="std of the noise added to executed displacements, m per step "
@@ -129,7 +131,8 @@ def _cmd_generate(args: argparse.Namespace) -> None:
         tasks = tuple(part.strip() for part in args.tasks.split(","))
     config = GenerateConfig(out=args.out, per_task=args.per_task, split=args.split, tasks=tasks,
                             workers=args.workers, seed=args.seed, noise=args.noise,
-                            shard_size=args.shard_size, max_attempts=args.max_attempts)
+                            shard_size=args.shard_size, max_attempts=args.max_attempts,
+                            backend=args.backend, ray_address=args.ray_address)
     bar, update = _progress_bar(args.quiet)
     with bar:
         summary = generate(config, on_progress=update)
@@ -143,7 +146,8 @@ def _print_summary(config: GenerateConfig, summary: GenerateSummary) -> None:
           f"noise {config.noise})")
     print(f"  kept {summary.kept_demos} demos ({summary.shards_kept} shards) from before; "
           f"made {summary.new_demos} ({summary.shards_written} shards, {summary.new_steps} steps)"
-          f" in {summary.seconds:.1f} s, {rate:.1f} demos/min, workers: {config.workers}")
+          f" in {summary.seconds:.1f} s, {rate:.1f} demos/min, workers: {config.workers}"
+          f" ({config.backend})")
     attempts = summary.new_demos + summary.discarded
     print(f"  discarded {summary.discarded} unsuccessful of {attempts} attempts")
     print(f"  check it with: imitate demos verify {summary.out}")

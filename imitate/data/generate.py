@@ -32,10 +32,16 @@ from envs.expert import DEFAULT_NOISE_STD, EXPERT_VERSION
 from envs.suite import SUITE_VERSION
 from imitate import __version__
 from imitate.data import format as fmt
-from imitate.data.record import DemoJob, DemoResult, demo_runner, env_kwargs
+from imitate.data.record import (
+    DemoJob,
+    DemoResult,
+    demo_runner,
+    env_kwargs,
+)
 from imitate.data.seeds import SPLIT_STREAMS, Stream
 from imitate.files import folder_lock, remove_temporaries, sha256_file
 from imitate.options import require_positive_ints
+from imitate.workers import check_backend
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +61,18 @@ class GenerateConfig:
         split: ``"train"`` draws training-demo seeds and defaults to the suite's training tasks;
             ``"test"`` draws evaluation-demo seeds (disjoint) and defaults to the test tasks.
         tasks: layouts to use instead of the split's suite tasks (any valid layout).
-        workers: worker processes (>= 1; 1 records in this process).
+        workers: worker processes (>= 1; with the ``process`` backend 1 records in this process).
         seed: root seed (>= 0) of every demo's seeds.
         noise: std of the Gaussian noise added to executed displacements (m per step, >= 0);
             ``None`` means the expert module's default. Labels stay clean.
         shard_size: demos per shard file (>= 1): the unit of atomic writes and of resume.
         max_attempts: rollouts allowed per demo before the run gives up (>= 1). Not part of the
             dataset's identity: it changes no recorded demo, only when the run stops.
+        backend: where the workers run: ``process`` (this machine's spawn pool) or ``ray`` (Ray
+            actors; ``imitate.workers``). Like ``workers``, not part of the dataset's identity:
+            both give the same bytes.
+        ray_address: the Ray cluster to join (``auto``: the running one; ``HOST:PORT``);
+            None starts a local Ray instance. Used by the ``ray`` backend only.
     """
 
     out: Path
@@ -73,6 +84,8 @@ class GenerateConfig:
     noise: float | None = None
     shard_size: int = DEFAULT_SHARD_SIZE
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backend: str = "process"
+    ray_address: str | None = None
     layouts: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,6 +93,7 @@ class GenerateConfig:
         if self.split not in SPLIT_STREAMS:
             raise ValueError(f"unknown split {self.split!r}; choose train or test")
         require_positive_ints(self, ("per_task", "workers", "shard_size", "max_attempts"))
+        check_backend(self.backend, self.ray_address)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"--seed must be a non-negative integer, got {self.seed!r}")
         noise = DEFAULT_NOISE_STD if self.noise is None else float(self.noise)
@@ -114,7 +128,8 @@ class GenerateConfig:
         }
 
     def command(self) -> str:
-        """The canonical command line that makes this dataset (``workers`` left out)."""
+        """The canonical command line that makes this dataset (``workers``, ``backend`` and
+        ``ray_address`` left out: they change the speed, not the bytes)."""
         parts = ["imitate", "demos", "generate", "--out", str(self.out), "--split", self.split]
         if self.tasks is not None:
             parts += ["--tasks", ",".join(self.layouts)]
@@ -296,7 +311,8 @@ def _make_shards(config: GenerateConfig, manifest: dict[str, Any], plan: list[Sh
             for spec in todo for i in range(spec.num_demos)]
     by_key = {(spec.task_index, spec.shard_index): spec for spec in todo}
     pending: dict[tuple[int, int], list[DemoResult]] = {}
-    with demo_runner(min(config.workers, len(jobs))) as run:
+    with demo_runner(min(config.workers, len(jobs)), backend=config.backend,
+                     ray_address=config.ray_address) as run:
         for done, result in enumerate(run(jobs), start=1):
             job = result.job
             if result.demo is None:

@@ -102,10 +102,13 @@ def make_env_and_expert() -> tuple[Any, Any]:
     return gymnasium.make(envs.ENV_ID, **env_kwargs()), ScriptedExpert()
 
 
-def demo_runner(workers: int) -> contextlib.AbstractContextManager[Runner]:
+def demo_runner(workers: int, *, backend: str = "process", ray_address: str | None = None
+                ) -> contextlib.AbstractContextManager[Runner]:
     """A function mapping ``DemoJob``s to ``DemoResult``s (completion order): in-process for 1
-    worker, else spawn workers that each own one env and expert (``imitate.workers``)."""
-    return job_runner(workers, _recorder, (), _record, _close_recorder)
+    worker, else workers that each own one env and expert, in a spawn pool or on Ray
+    (``imitate.workers.job_runner``)."""
+    return job_runner(workers, _recorder, (), _record, _close_recorder, backend=backend,
+                      ray_address=ray_address)
 
 
 def _recorder(pooled: bool) -> tuple[Any, Any]:
