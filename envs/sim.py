@@ -313,6 +313,18 @@ def camera_matrices(
     return np.reshape(view, (4, 4)).T, np.reshape(proj, (4, 4)).T
 
 
+def project_points(points: np.ndarray, width: int, height: int, target: Sequence[float],
+                   distance: float, yaw: float, pitch: float, fov: float) -> np.ndarray:
+    """(n, 2) pixel coordinates of (n, 3) world points (m) in a ``Sim.render`` image of that
+    camera: x to the right, y down, (0, 0) the top-left corner of the image."""
+    view, proj = camera_matrices(width / height, target, distance, yaw, pitch, fov)
+    points = np.atleast_2d(np.asarray(points, dtype=np.float64))
+    homogeneous = np.hstack([points, np.ones((len(points), 1))])  # (n, 4)
+    clip = homogeneous @ (proj @ view).T  # (n, 4)
+    ndc = clip[:, :2] / clip[:, 3:4]  # (n, 2), -1..1 inside the image, y up
+    return np.column_stack([(ndc[:, 0] + 1.0) * 0.5 * width, (1.0 - ndc[:, 1]) * 0.5 * height])
+
+
 def euler_to_quaternion(euler: Sequence[float]) -> tuple[float, float, float, float]:
     """(roll, pitch, yaw) rad to an xyzw quaternion."""
     return tuple(pb.getQuaternionFromEuler(list(euler)))

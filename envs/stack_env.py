@@ -15,7 +15,7 @@ from envs import constants as C
 from envs import predicates
 from envs.panda import Panda
 from envs.scene import WORKSPACE, BlockState, Scene, sample_layout
-from envs.sim import Sim
+from envs.sim import Sim, project_points
 from envs.tasks import MAX_BLOCKS, Task, parse_task
 
 #: Observation bounds (m) on relative block positions; anything beyond is clipped (such a state is
@@ -112,6 +112,9 @@ class BlockStackEnv(gym.Env):
         self.block_state: BlockState | None = None
         #: Measured grasp-point position (m, world) after the last reset or step.
         self.hand = np.zeros(3)
+        #: The (4,) action passed to the last ``step`` as given (before clipping); None after a
+        #: reset. Videos read it to show what the actor chose at each step.
+        self.last_action: np.ndarray | None = None
 
     # --- gymnasium API ------------------------------------------------------------------------
     def reset(
@@ -135,6 +138,7 @@ class BlockStackEnv(gym.Env):
             self.panda.reset()
         self.scene = Scene(self.sim, self.task.num_blocks, positions, yaws, self.panda.body)
         self.elapsed_steps = 0
+        self.last_action = None
         state = self.block_state = self.scene.read()
         self.hand = self.panda.ee_position()
         status = predicates.layout_status(self.task, state.positions, state.free)
@@ -146,6 +150,7 @@ class BlockStackEnv(gym.Env):
         if self.panda is None or self.scene is None:
             raise RuntimeError("call reset() before step()")
         action = np.asarray(action, dtype=np.float64).reshape(4)
+        self.last_action = action.copy()
         delta = np.minimum(np.maximum(action[:3], -C.MAX_STEP), C.MAX_STEP)
         self.panda.apply(self._next_target(delta), close=bool(action[3] <= 0.0))
         self.sim.step(C.SUBSTEPS)
@@ -166,6 +171,16 @@ class BlockStackEnv(gym.Env):
             return None
         return self.sim.render(self.render_size, self.render_size, C.CAMERA_TARGET,
                                C.CAMERA_DISTANCE, C.CAMERA_YAW, C.CAMERA_PITCH, C.CAMERA_FOV)
+
+    def block_pixels(self) -> np.ndarray:
+        """(n, 2) float: where each cube's centre appears in a ``render()`` image, in pixels
+        (x to the right, y down, (0, 0) the top-left corner of the top-left pixel), from the
+        renderer's own camera. A cube hidden behind the arm still gets its position."""
+        if self.block_state is None:
+            raise RuntimeError("call reset() before block_pixels()")
+        return project_points(self.block_state.positions, self.render_size, self.render_size,
+                              C.CAMERA_TARGET, C.CAMERA_DISTANCE, C.CAMERA_YAW,
+                              C.CAMERA_PITCH, C.CAMERA_FOV)
 
     def close(self) -> None:
         """Release the PyBullet client; idempotent."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.10.0"
+__version__ = "0.11.0"
 
 #: Public name -> the module that defines it.
 _API = {

@@ -46,7 +46,7 @@ from imitate.evaluation import record_conditioning_demo, run_policy
 from imitate.files import atomic_write_bytes
 from imitate.model import record_attention
 from imitate.options import check_episode_options
-from imitate.video import font
+from imitate.overlay import block_rgb, font, header_layout, header_strip, ink_on
 
 FIGURE_DPI = 100
 #: Height of the strip ``imitate render --attention`` adds under each video frame (px).
@@ -244,9 +244,38 @@ def _temporal_panel(axis: Any, colour_axis: Any, trace: AttentionTrace, weights:
         axis.figure.colorbar(image, cax=colour_axis)
 
 
-def _panels(rows: int, heights: list[float], size: tuple[float, float]) -> tuple[Any, Any]:
-    """A figure of ``rows`` panels sharing the x axis, each with a narrow colour-bar column."""
-    figure = Figure(figsize=size)  # no pyplot: the caller's backend is left alone
+def _figure(size: tuple[float, float], layout: str) -> tuple[Any, float, float]:
+    """A figure of ``size`` inches plus, across its top, the goal and block legend that videos
+    show (``imitate.overlay.header_strip``); returns (figure, top, title): the figure fraction
+    below the banner and the height of a title line there."""
+    banner = header_layout(layout).height
+    width, height = size[0], size[1] + banner / FIGURE_DPI
+    figure = Figure(figsize=(width, height), dpi=FIGURE_DPI)  # no pyplot: the caller's backend
+    pixels = round(height * FIGURE_DPI)
+    figure.figimage(header_strip(layout, round(width * FIGURE_DPI)), xo=0, yo=pixels - banner,
+                    origin="upper", zorder=5)
+    return figure, 1.0 - banner / pixels, 30.0 / pixels
+
+
+def _title(figure: Any, text: str, top: float, line: float) -> None:
+    figure.suptitle(text, fontsize=9, y=top - 0.25 * line)
+
+
+def _colour_block_ticks(axis: Any, letters: list[str]) -> None:
+    """Write the y tick labels (block letters) as chips in the blocks' colours."""
+    axis.set_yticks(range(len(letters)), [letter.upper() for letter in letters])
+    for label, letter in zip(axis.get_yticklabels(), letters, strict=True):
+        colour = np.array(block_rgb(letter)) / 255
+        label.set_color(np.array(ink_on(block_rgb(letter))) / 255)
+        label.set_bbox({"facecolor": colour, "edgecolor": "0.5", "pad": 1.5})
+        label.set_fontweight("bold")
+
+
+def _panels(rows: int, heights: list[float], size: tuple[float, float], layout: str
+            ) -> tuple[Any, Any, float, float]:
+    """A figure (``_figure``) of ``rows`` panels sharing the x axis, each with a narrow
+    colour-bar column; returns (figure, axes, top, title line)."""
+    figure, top, line = _figure(size, layout)
     axes = figure.subplots(rows, 2, squeeze=False,
                            gridspec_kw={"height_ratios": heights, "width_ratios": [60, 1],
                                         "wspace": 0.12})
@@ -254,7 +283,7 @@ def _panels(rows: int, heights: list[float], size: tuple[float, float]) -> tuple
         axis.sharex(axes[0, 0])
     for axis in axes[:-1, 0]:
         axis.tick_params(labelbottom=False)
-    return figure, axes
+    return figure, axes, top, line
 
 
 def plot_overview(trace: AttentionTrace, title: str) -> Any:
@@ -263,12 +292,13 @@ def plot_overview(trace: AttentionTrace, title: str) -> Any:
     arrays = trace.arrays()
     fixed = arrays["fixed"].mean(2)  # (S, 2, K): heads averaged
     k, rows = fixed.shape[-1], len(_demo_rows(trace))
-    figure, axes = _panels(4, [k, k, min(2.5 * k, 0.8 * rows + 0.8), 1.5], (11, 9))
+    figure, axes, top, line = _panels(4, [k, k, min(2.5 * k, 0.8 * rows + 0.8), 1.5], (11, 9),
+                                      trace.layout)
     for query in range(2):
         image = axes[query, 0].imshow(fixed[:, query].T, aspect="auto", cmap="viridis", vmin=0,
                                       vmax=1, interpolation="nearest",
                                       extent=(-0.5, trace.steps - 0.5, k - 0.5, -0.5))
-        axes[query, 0].set_yticks(range(k), trace.letters)
+        _colour_block_ticks(axes[query, 0], trace.letters)
         axes[query, 0].set_ylabel(f"fixed query {query + 1}\nweight on block")
         figure.colorbar(image, cax=axes[query, 1])
     _temporal_panel(axes[2, 0], axes[2, 1], trace, arrays["temporal"][:, -1].mean(1),
@@ -281,8 +311,9 @@ def plot_overview(trace: AttentionTrace, title: str) -> Any:
     axes[3, 0].set_xlabel("control step (20 Hz)")
     axes[3, 0].set_xlim(-0.5, trace.steps + 0.5)
     axes[3, 0].grid(alpha=0.3)
-    figure.suptitle(title, fontsize=9)
-    figure.subplots_adjust(left=0.12, right=0.86, top=0.95, bottom=0.06, hspace=0.25)
+    _title(figure, title, top, line)
+    figure.subplots_adjust(left=0.12, right=0.86, top=top - 1.4 * line, bottom=0.06,
+                           hspace=0.25)
     return figure
 
 
@@ -290,13 +321,15 @@ def plot_temporal_steps(trace: AttentionTrace, title: str) -> Any:
     """The temporal attention over the demo at every LSTM step of the context network."""
     temporal = trace.arrays()["temporal"].mean(2)  # (S, L, T): heads averaged
     lstm_steps = temporal.shape[1]
-    figure, axes = _panels(lstm_steps, [1.0] * lstm_steps, (11, 2.2 * lstm_steps + 1))
+    figure, axes, top, line = _panels(lstm_steps, [1.0] * lstm_steps,
+                                      (11, 2.2 * lstm_steps + 1), trace.layout)
     for step in range(lstm_steps):
         _temporal_panel(axes[step, 0], axes[step, 1], trace, temporal[:, step],
                         f"LSTM step {step + 1}\ndemo frame")
     axes[-1, 0].set_xlabel("control step (20 Hz)")
-    figure.suptitle(f"temporal attention per LSTM step; {title}", fontsize=9)
-    figure.subplots_adjust(left=0.12, right=0.86, top=0.94, bottom=0.07, hspace=0.2)
+    _title(figure, f"temporal attention per LSTM step; {title}", top, line)
+    figure.subplots_adjust(left=0.12, right=0.86, top=top - 1.4 * line, bottom=0.07,
+                           hspace=0.2)
     return figure
 
 
@@ -306,18 +339,18 @@ def plot_neighborhood(trace: AttentionTrace, title: str) -> Any:
     received = trace.neighborhood.mean(axis=(2, 3))  # (layers, T~, K)
     frames = trace.demo_frames[0]
     layers = received.shape[0]
-    figure = Figure(figsize=(11, 1.6 * layers + 1.2))
+    figure, top, line = _figure((11, 1.6 * layers + 1.2), trace.layout)
     axes = figure.subplots(layers, 1, sharex=True, squeeze=False)
     for layer, axis in enumerate(axes[:, 0]):
         axis.imshow(received[layer].T, aspect="auto", cmap="viridis", vmin=0, vmax=1,
                     interpolation="nearest")
-        axis.set_yticks(range(len(trace.letters)), trace.letters)
+        _colour_block_ticks(axis, trace.letters)
         axis.set_ylabel(f"layer {layer + 1}")
     ticks = np.linspace(0, len(frames) - 1, min(len(frames), 12)).round().astype(int)
     axes[-1, 0].set_xticks(ticks, [str(frames[i]) for i in ticks])
     axes[-1, 0].set_xlabel("demo frame (kept by the first ensemble copy)")
-    figure.suptitle(f"demonstration network: attention received per block; {title}", fontsize=9)
-    figure.tight_layout()
+    _title(figure, f"demonstration network: attention received per block; {title}", top, line)
+    figure.tight_layout(rect=(0, 0, 1, top - 1.2 * line))
     return figure
 
 
@@ -342,7 +375,7 @@ def attention_strip(trace: AttentionTrace, step: int, width: int) -> np.ndarray:
             shade = tuple(int(v) for v in 24 + (colour - 24) * fixed[query, slot])
             x = 30 + slot * cell
             draw.rectangle((x, y, x + cell - 3, y + 24), fill=shade, outline=(90, 90, 90))
-            draw.text((x + 3, y + 6), letter, fill=(255, 255, 255), font=small)
+            draw.text((x + 3, y + 6), letter.upper(), fill=ink_on(shade), font=small)
     left, right = half + 8, width - 8
     draw.text((left, 4), "demo frames attended", fill=(220, 220, 220), font=small)
     span = right - left

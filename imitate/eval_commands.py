@@ -70,6 +70,7 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--videos", type=int, default=0, metavar="N",
                         help="also write the first N episodes of each task as mp4 (demo and "
                         "rollout side by side) into OUT/videos (default: 0)")
+    add_labels_option(parser)
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="report folder (default: eval-SPLIT next to the checkpoint; "
                         "eval-pretrained-SPLIT in the current folder for 'pretrained')")
@@ -108,9 +109,11 @@ def add_render_command(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "render", help="render an episode (demo and rollout side by side) as mp4",
         description="Renders episode --episode of 'imitate eval --seed S' for one task: the "
-        "conditioning demo and the policy's rollout side by side, with the task, the stages "
-        f"complete and the outcome written above. Every --every-th control step is rendered; "
-        f"the video plays at {VIDEO_FPS} frames/s.")
+        "conditioning demo and the policy's rollout side by side. Above them: the goal layout "
+        "as small towers and a legend of the block letters in their colours; under each view: "
+        "the stages complete, the outcome at the end, the stage that comes next, the block in "
+        "the hand and the step's discretised action (per-axis bin, gripper). Every --every-th "
+        f"control step is rendered; the video plays at {VIDEO_FPS} frames/s.")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path, metavar="PATH",
                         help="policy checkpoint, or 'pretrained' for the shipped policy")
@@ -127,8 +130,16 @@ def add_render_command(commands: argparse._SubParsersAction) -> None:
                         help="add a strip under the video: the fixed queries' weights over the "
                         "blocks and the temporal attention over the demo's frames behind each "
                         "action (see 'imitate attention')")
+    add_labels_option(parser)
     add_quiet(parser, "progress (it has none)")
     parser.set_defaults(handler=_cmd_render)
+
+
+def add_labels_option(parser: argparse.ArgumentParser) -> None:
+    """``--labels``: letters over the cubes in videos."""
+    parser.add_argument("--labels", action="store_true",
+                        help="write each cube's letter over it in the video frames (placed by "
+                        "the camera projection of the cube's centre)")
 
 
 def add_attention_command(commands: argparse._SubParsersAction) -> None:
@@ -172,7 +183,8 @@ def _cmd_render(args: argparse.Namespace) -> None:
     _one_inference_thread()
     result = render_episode(None if args.expert else args.checkpoint, args.task, args.out,
                             seed=args.seed, episode=args.episode, ensemble=args.ensemble,
-                            every=args.every, size=args.size, attention=args.attention)
+                            every=args.every, size=args.size, attention=args.attention,
+                            labels=args.labels)
     print(f"{result.path}: {result.frames} frames, {'expert' if args.expert else 'policy'} "
           f"reached stage {result.stage}/{result.num_stages}, outcome {result.outcome} "
           f"({result.seconds:.1f} s)")
@@ -193,7 +205,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
     config = EvalConfig(checkpoint=args.checkpoint, split=args.split, tasks=tasks,
                         episodes_per_task=args.episodes_per_task, ensemble=args.ensemble,
                         workers=args.workers, seed=args.seed, expert=not args.no_expert,
-                        videos=args.videos, video_dir=out / "videos",
+                        videos=args.videos, video_dir=out / "videos", labels=args.labels,
                         fused=args.compile == "on", backend=args.backend,
                         ray_address=args.ray_address)
     data = read_checkpoint_bytes(config.checkpoint)
@@ -276,4 +288,5 @@ def _config_json(config: EvalConfig) -> dict[str, object]:
             "tasks": list(config.tasks) if config.tasks else None,
             "episodes_per_task": config.episodes_per_task, "ensemble": config.ensemble,
             "workers": config.workers, "seed": config.seed, "expert": config.expert,
-            "demo_noise": config.demo_noise(), "videos": config.videos}
+            "demo_noise": config.demo_noise(), "videos": config.videos,
+            "labels": config.labels}

@@ -88,6 +88,7 @@ class EvalConfig:
         videos: the first ``videos`` episodes of each task are also written as mp4 (demo and
             rollout side by side) into ``video_dir``.
         video_dir: folder for those videos (required when ``videos`` > 0).
+        labels: those videos write each cube's letter over it (``imitate.video``).
         fused: the policy's additive attention runs the fused kernel (``imitate.fast``: built
             once per machine, about a minute; where it cannot be built, a warning and the eager
             code, which computes the same numbers).
@@ -108,6 +109,7 @@ class EvalConfig:
     noise: float | None = None
     videos: int = 0
     video_dir: Path | None = None
+    labels: bool = False
     fused: bool = True
     backend: str = "process"
     ray_address: str | None = None
@@ -128,6 +130,8 @@ class EvalConfig:
             raise ValueError(f"--videos must be >= 0, got {self.videos}")
         if self.videos and self.video_dir is None:
             raise ValueError("videos need a video_dir")
+        if self.labels and not self.videos:
+            raise ValueError("--labels draws letters on videos: it needs --videos N")
 
     def task_list(self) -> list[tuple[str, str]]:
         """(split, layout) pairs to evaluate, in a fixed order; ``ValueError`` on a bad layout."""
@@ -162,6 +166,7 @@ class EpisodeJob(NamedTuple):
     noise: float
     video_dir: str | None = None
     novelty: str = UNKNOWN
+    labels: bool = False
 
 
 @dataclass
@@ -203,7 +208,8 @@ def episode_jobs(config: EvalConfig, trained: frozenset[TaskClass] | None = None
     noise = config.demo_noise()
     video_dir = str(config.video_dir) if config.video_dir is not None else None
     return [EpisodeJob(split, layout, episode, config.seed, config.ensemble, config.expert, noise,
-                       video_dir if episode < config.videos else None, novelty(layout, trained))
+                       video_dir if episode < config.videos else None, novelty(layout, trained),
+                       config.labels)
             for split, layout in config.task_list()
             for episode in range(config.episodes_per_task)]
 
@@ -234,12 +240,13 @@ def run_expert(env: Any, expert: Any, layout: str, env_seed: int,
 
 def record_conditioning_demo(env: Any, expert: Any, layout: str, episode: int, root_seed: int,
                              noise: float, recorders: list | None = None,
-                             every: int | None = None) -> Any:
+                             every: int | None = None, labels: bool = False) -> Any:
     """The conditioning demo of an evaluation episode (``Stream.EVAL_DEMO``); when
     ``recorders`` is a list, a fresh ``FrameRecorder`` per attempt is appended to it (the last
-    one rendered the demo returned), keeping every ``every``-th frame."""
+    one rendered the demo returned), keeping every ``every``-th frame (``labels``: with each
+    cube's letter over it)."""
     def new_recorder() -> StepHook:
-        recorders[:] = [FrameRecorder(every=every or RENDER_EVERY)]  # only the last attempt's
+        recorders[:] = [FrameRecorder(every=every or RENDER_EVERY, labels=labels)]  # last only
         return recorders[-1]
 
     recorded = record_demo(env, expert, DemoJob(0, layout, episode, Stream.EVAL_DEMO, root_seed,
@@ -255,14 +262,14 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
     """One evaluation episode (see the module docstring for the protocol)."""
     demo_frames: list | None = [] if job.video_dir else None
     recorded = record_conditioning_demo(env, expert, job.layout, job.episode, job.root_seed,
-                                        job.noise, demo_frames)
+                                        job.noise, demo_frames, labels=job.labels)
     demo = recorded.demo
     seeds = demo_seeds(job.root_seed, Stream.EVAL_EPISODE, job.layout, job.episode)
 
     def make_agent() -> Any:
         return agent_for_demo(policy, demo, ensemble=job.ensemble, seed=seeds.noise_seed)
 
-    episode_frames = FrameRecorder() if job.video_dir else None
+    episode_frames = FrameRecorder(labels=job.labels) if job.video_dir else None
     info, steps, policy_seconds, env_seconds = run_policy(env, make_agent, job.layout,
                                                           seeds.env_seed, episode_frames)
     video = None
@@ -270,8 +277,7 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
         outcome = "success" if info["is_success"] else str(info.get("failure"))
         name = (f"{job.layout.replace(' ', '_')}-s{job.root_seed}-ep{job.episode:03d}-"
                 f"{outcome}.mp4")
-        frames = compose(job.layout, int(info["num_stages"]),
-                         [("demo", demo_frames[-1]), ("policy", episode_frames)])
+        frames = compose(job.layout, [("demo", demo_frames[-1]), ("policy", episode_frames)])
         video = str(write_mp4(Path(job.video_dir) / name, frames))
     expert_info: dict[str, Any] = {}
     start = time.perf_counter()
@@ -330,7 +336,8 @@ def log_header(config: EvalConfig, checkpoint_data: bytes) -> dict[str, Any]:
 
     ``imitate`` (the version), ``checkpoint_sha256`` (of those bytes), ``split`` (None when
     ``tasks`` name the tasks), ``tasks`` (the parsed layouts, or None), ``episodes_per_task``,
-    ``ensemble``, ``seed``, ``expert``, ``demo_noise`` (m per step) and ``videos``. Not
+    ``ensemble``, ``seed``, ``expert``, ``demo_noise`` (m per step), ``videos`` and, when
+    set, ``labels`` (absent otherwise, so logs written before 0.11 resume). Not
     ``workers``: an episode's result depends on its job only, never on the process that ran it.
     Not ``backend`` nor ``ray_address``: where the workers run, also the speed only.
     Not ``fused``: the fused kernel computes the eager attention's numbers up to float rounding
@@ -343,7 +350,7 @@ def log_header(config: EvalConfig, checkpoint_data: bytes) -> dict[str, Any]:
             "split": config.split if tasks is None else None, "tasks": tasks,
             "episodes_per_task": config.episodes_per_task, "ensemble": config.ensemble,
             "seed": config.seed, "expert": config.expert, "demo_noise": config.demo_noise(),
-            "videos": config.videos}
+            "videos": config.videos, **({"labels": True} if config.labels else {})}
 
 
 def logged_results(log: Path, header: dict[str, Any]) -> dict[tuple[str, int], EpisodeResult]:

@@ -40,10 +40,11 @@ class RenderResult:
 
 def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int = 0,
                    episode: int = 0, ensemble: int = 10, every: int = RENDER_EVERY,
-                   size: int = 256, attention: bool = False) -> RenderResult:
+                   size: int = 256, attention: bool = False, labels: bool = False
+                   ) -> RenderResult:
     """Render the episode and write ``out`` (mp4); ``checkpoint`` None renders the expert.
     ``attention`` adds under each frame the policy's attention behind that step's action
-    (``imitate.attention.attention_strip``)."""
+    (``imitate.attention.attention_strip``); ``labels`` writes each cube's letter over it."""
     if every < 1:
         raise ValueError(f"--every must be at least 1, got {every}")
     check_episode_options(seed=seed, episode=episode, ensemble=ensemble)
@@ -62,9 +63,9 @@ def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int =
     try:
         demo_views: list[Any] = []
         demo = record_conditioning_demo(env, expert, layout, episode, seed, DEFAULT_NOISE_STD,
-                                        demo_views, every).demo
+                                        demo_views, every, labels).demo
         seeds = demo_seeds(seed, Stream.EVAL_EPISODE, layout, episode)
-        rollout = FrameRecorder(every=every)
+        rollout = FrameRecorder(every=every, labels=labels)
         trace = None
         if policy is None:
             info = run_expert(env, expert, layout, seeds.env_seed, rollout)
@@ -81,8 +82,7 @@ def render_episode(checkpoint: Path | None, task: str, out: Path, *, seed: int =
             role = "policy"
     finally:
         env.close()
-    frames = compose(layout, int(info["num_stages"]), [("demo", demo_views[-1]),
-                                                        (role, rollout)])
+    frames = compose(layout, [("demo", demo_views[-1]), (role, rollout)])
     if trace is not None:
         frames = _with_attention(frames, rollout, trace)
     path = write_mp4(Path(out), frames)

@@ -92,6 +92,8 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
         ("holdout_every", int, "N", "hold out every N-th demo of each task for validation "
          "(0: none)"),
         ("checkpoint_every", int, "N", "steps between checkpoints"),
+        ("snapshot_every", int, "N", "also keep the weights every N steps in OUT/snapshots/, "
+         "for learning curves of task success (scripts/learning_curves.py; 0: none)"),
         ("log_every", int, "N", "steps between metrics rows and validation batches"),
         ("dagger_rounds", int, "R", "DAgger: collection rounds, evenly spread over the steps"),
         ("dagger_rollouts", int, "N", "DAgger: learner rollouts per round"),

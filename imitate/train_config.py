@@ -53,7 +53,10 @@ COMPILE_CHOICES = ("auto", "on", "off")
 COMPILE_AUTO_MIN_STEPS = 1000
 #: Fields that may differ between a run and its resumption (they do not change what is learnt).
 RESUMABLE_CHANGES = ("steps", "device", "resume", "threads", "quiet", "compile", "logger",
-                     "wandb_project", "dagger_workers", "backend", "ray_address")
+                     "wandb_project", "dagger_workers", "backend", "ray_address",
+                     "snapshot_every")
+#: The run folder's sub-folder of kept weights (``TrainConfig.snapshot_every``).
+SNAPSHOT_DIR = "snapshots"
 #: Characters W&B refuses in a project name.
 _WANDB_PROJECT_FORBIDDEN = "/\\#?%:"
 _POLICY_DEFAULTS = PolicyConfig()
@@ -90,6 +93,9 @@ class TrainConfig:
             from an evaluation seed stream (refused otherwise; the checkpoint records it).
         holdout_every: every N-th demo of each task is held out for validation (0: none).
         checkpoint_every: steps between checkpoints.
+        snapshot_every: every this many steps, also keep the weights (no optimiser state) as
+            ``snapshots/step-NNNNNNN.pt``, for learning curves of task success
+            (``scripts/learning_curves.py``); 0: none. May change when a run resumes.
         log_every: steps between metrics rows (and validation batches).
         threads: torch CPU threads (default: all cores).
         compile: run the additive attention in the fused C++ kernel (``imitate.fast``), in the
@@ -138,6 +144,7 @@ class TrainConfig:
     allow_test_tasks: bool = False
     holdout_every: int = 20
     checkpoint_every: int = 250
+    snapshot_every: int = 0
     log_every: int = 25
     threads: int | None = None
     compile: str = "auto"
@@ -168,6 +175,9 @@ class TrainConfig:
         check_backend(self.backend, self.ray_address)
         if not (math.isfinite(self.keep_fraction) and 0.0 < self.keep_fraction <= 1.0):
             raise ValueError(f"--keep-fraction must be in (0, 1], got {self.keep_fraction}")
+        if self.snapshot_every < 0:
+            raise ValueError(f"--snapshot-every must be 0 (none) or a positive number of "
+                             f"steps, got {self.snapshot_every}")
         if self.holdout_every < 0 or self.holdout_every == 1:
             raise ValueError("--holdout-every must be 0 (no validation) or at least 2, "
                              f"got {self.holdout_every}")

@@ -46,17 +46,8 @@ from imitate.checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from imitate.dagger import (
-    collect_round,
-    completed_rounds,
-    dagger_round_figures,
-)
-from imitate.data import (
-    DatasetError,
-    DemoDataset,
-    PairSampler,
-    holdout_split,
-)
+from imitate.dagger import collect_round, completed_rounds, dagger_round_figures
+from imitate.data import DatasetError, DemoDataset, PairSampler, holdout_split
 from imitate.distributed import (
     SINGLE,
     Ranks,
@@ -75,6 +66,7 @@ from imitate.train_config import (
     COMPILE_AUTO_MIN_STEPS,
     CONFIG_NAME,
     LOCK_NAME,
+    SNAPSHOT_DIR,
     TrainConfig,
     check_not_evaluation_data,
     check_run_folder,
@@ -390,6 +382,10 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
                 saved_step = step
+            if config.snapshot_every and step % config.snapshot_every == 0 and ranks.main:
+                save_checkpoint(config.out / SNAPSHOT_DIR / f"step-{step:07d}.pt", policy,
+                                env=env, suite_version=suite_version,
+                                training=training_record, step=step)
             if last.get("step") == step and metrics is not None:  # after the checkpoint: a
                 metrics.write(last)  # full disk then changes neither
     finally:

@@ -4,14 +4,20 @@ Frames come from ``BlockStack-v0``'s CPU renderer (256 x 256 per view by default
 Rendering dominates the cost (about 22 frames/s here), so a ``FrameRecorder`` keeps every
 ``every``-th control step (default ``RENDER_EVERY`` = 2) plus the first and last. Videos play at
 ``VIDEO_FPS`` = 20 frames/s: with the env's 20 Hz control and ``every`` = 2 that is twice real
-time. Each frame carries a header strip: the task, then per view its role, the stages complete
-(k/n) and, on the final frames, the outcome or failure class.
+time.
+
+What a frame shows (``imitate.overlay`` draws it): above the views, the goal layout as small
+towers in the blocks' colours and a legend chip per block letter; under each view, its role
+(demo, policy or expert), the stages complete (k/n) and, on the final frames, the outcome or
+failure class; the stage that comes next ("next [A] on [D]"); the block in the hand; and the
+discretised action of the step (per axis, the lit bin of 15 and its value in mm; the gripper
+command). With ``labels`` each cube's letter is drawn over it, placed by the camera projection
+of its centre.
 """
 
 from __future__ import annotations
 
 import errno
-import functools
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,94 +27,85 @@ from typing import Any
 import imageio.v2 as imageio
 import imageio_ffmpeg
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
+from envs.expert.world import observe
+from imitate import actions
 from imitate.files import WriteError, atomic_file
+from imitate.overlay import ViewState, footer_strip, header_strip, label_blocks
 
 #: Control steps between rendered frames.
 RENDER_EVERY = 2
 #: Playback rate of written videos (frames per second).
 VIDEO_FPS = 20
-#: Height of the text strip above the views (px).
-HEADER = 40  # with 256 px views the frame height stays a multiple of 8 (H.264 blocks)
 #: Frames the last image is held at the end of a video (1 s).
 HOLD_END = VIDEO_FPS
 
 
 @dataclass
 class Frame:
-    """One rendered view: (H, W, 3) uint8 image, stages complete, whether it is the end, and the
-    control steps done when it was rendered."""
+    """One rendered view: (H, W, 3) uint8 image, stages complete, whether it is the end, the
+    control steps done when it was rendered, the block in the hand (index, -1 for none) and the
+    (4,) int action bins of the step that led to it (``actions.to_bins``; None at a reset)."""
 
     image: np.ndarray
     stage: int
     done: bool
     step: int = 0
+    held: int = -1
+    action: np.ndarray | None = None
 
 
 @dataclass
 class FrameRecorder:
-    """An ``on_step(env, info, done)`` hook keeping every ``every``-th frame (and the last)."""
+    """An ``on_step(env, info, done)`` hook keeping every ``every``-th frame (and the last);
+    ``labels`` draws each cube's letter over it."""
 
     every: int = RENDER_EVERY
+    labels: bool = False
     frames: list[Frame] = field(default_factory=list)
     outcome: str | None = None
     _count: int = 0
 
     def __call__(self, env: Any, info: dict[str, Any], done: bool) -> None:
         if self._count % self.every == 0 or done:
-            self.frames.append(Frame(env.render(), int(info["stage"]), done, self._count))
+            self.frames.append(capture(env, info, done, self._count, labels=self.labels))
         self._count += 1
         if done:
             self.outcome = "success" if info.get("is_success") else str(info.get("failure"))
 
 
-@functools.lru_cache(maxsize=4)
-def font(size: int) -> Any:
-    """Pillow's default font at ``size`` px (the bitmap font where FreeType is missing)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
+def capture(env: Any, info: dict[str, Any], done: bool, step: int, *,
+            labels: bool = False) -> Frame:
+    """Render ``env`` now, with what the footer needs: the held block (the expert's own test:
+    gripper closed, the cube touching both fingers) and the last step's action as bins."""
+    base = env.unwrapped
+    image = env.render()
+    if labels:
+        image = label_blocks(image, base.block_pixels(), base.task.blocks)
+    last = base.last_action
+    bins = None if last is None else actions.to_bins(np.clip(last, -1.0, 1.0))
+    return Frame(image, int(info["stage"]), done, step, observe(env).held, bins)
 
 
-def _header(width: int, texts: Sequence[tuple[int, int, str, tuple[int, int, int]]]
-            ) -> np.ndarray:
-    """A (HEADER, width, 3) strip with ``(x, y, text, colour)`` texts written on it."""
-    strip = Image.new("RGB", (width, HEADER), (24, 24, 24))
-    draw = ImageDraw.Draw(strip)
-    text_font = font(12)
-    for x, y, text, colour in texts:
-        draw.text((x + 6, y), text, fill=colour, font=text_font)
-    return np.asarray(strip)
-
-
-def _label(role: str, frame: Frame, num_stages: int, outcome: str | None) -> tuple[str, tuple]:
-    text = f"{role}  stage {frame.stage}/{num_stages}"
-    if frame.done and outcome is not None:
-        colour = (120, 230, 120) if outcome == "success" else (240, 120, 110)
-        return f"{text}  {outcome}", colour
-    return text, (230, 230, 230)
-
-
-def compose(task: str, num_stages: int, views: Sequence[tuple[str, FrameRecorder]]
-            ) -> list[np.ndarray]:
+def compose(task: str, views: Sequence[tuple[str, FrameRecorder]]) -> list[np.ndarray]:
     """Side-by-side frames of several recorded views (each padded with its last frame to the
-    longest), a header strip on top, the last frame held for ``HOLD_END`` frames."""
+    longest): the goal and legend on top, each view's footer under it, the last frame held for
+    ``HOLD_END`` frames."""
     if not views or any(not recorder.frames for _, recorder in views):
         raise ValueError("every view needs at least one frame")
     length = max(len(recorder.frames) for _, recorder in views)
     width = views[0][1].frames[0].image.shape[1]
+    header = header_strip(task, width * len(views))
     out = []
     for t in range(length):
-        images, texts = [], [(0, 3, f"task {task!r}", (200, 200, 255))]
-        for column, (role, recorder) in enumerate(views):
+        columns = []
+        for role, recorder in views:
             frame = recorder.frames[min(t, len(recorder.frames) - 1)]
-            images.append(frame.image[..., :3])
-            text, colour = _label(role, frame, num_stages, recorder.outcome)
-            texts.append((column * width, 19, text, colour))
-        body = np.concatenate(images, axis=1)  # (H, V * W, 3)
-        out.append(np.concatenate([_header(body.shape[1], texts), body], axis=0))
+            state = ViewState(role, frame.stage, frame.done, recorder.outcome, frame.held,
+                              frame.action)
+            columns.append(np.concatenate([frame.image[..., :3],
+                                           footer_strip(task, state, width)], axis=0))
+        out.append(np.concatenate([header, np.concatenate(columns, axis=1)], axis=0))
     return out + [out[-1]] * HOLD_END
 
 

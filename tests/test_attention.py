@@ -84,7 +84,7 @@ def test_render_attention_adds_a_strip_under_the_video(tiny_policy: Path, tmp_pa
                    "--ensemble", "2", "--every", "25", "--size", str(size), "--attention")
     assert done.returncode == 0, done.stderr
     frames = read_video(out)
-    assert frames[0].shape == (40 + size + STRIP_HEIGHT, 2 * size, 3)
+    assert frames[0].shape == (32 + size + 32 + STRIP_HEIGHT, 2 * size, 3)
     strip = np.stack([frame[-STRIP_HEIGHT:] for frame in frames]).astype(float)
     assert strip.std() > 10  # drawn, not blank
     one_line_error(run_cli("render", "--expert", "--task", "ab", "--out", str(out),

@@ -92,7 +92,7 @@ def test_an_eval_config_file_reads_back_to_the_same_options(tmp_path: Path) -> N
     write_config_file(file, args, exclude=("restart",))
     assert json.loads(file.read_text()) == {
         "checkpoint": "pretrained", "split": "test", "tasks": "ab,abc", "episodes_per_task": 1,
-        "ensemble": 1, "workers": 1, "seed": 0, "no_expert": True, "videos": 0,
+        "ensemble": 1, "workers": 1, "seed": 0, "no_expert": True, "videos": 0, "labels": False,
         "out": str(tmp_path / "report"), "compile": "off", "quiet": True,
         "backend": "process", "ray_address": None}
     again = parsed("eval", "--config", str(file), "--seed", "3")

@@ -208,6 +208,24 @@ def test_action_is_clipped_to_the_maximum_step() -> None:
     env.close()
 
 
+def test_last_action_is_the_action_given_and_none_after_a_reset() -> None:
+    env = BlockStackEnv(task="ab")
+    env.reset(seed=0)
+    assert env.last_action is None
+    given = np.array([1.0, -0.001, 0.0, -1.0], dtype=np.float32)
+    env.step(given)
+    np.testing.assert_array_equal(env.last_action, given)  # as given, before clipping
+    given[0] = 0.5  # a copy: the caller's array may change
+    assert env.last_action[0] == 1.0
+    env.reset(seed=1)
+    assert env.last_action is None
+    env.close()
+    fresh = BlockStackEnv(task="ab")
+    with pytest.raises(RuntimeError, match="reset"):
+        fresh.block_pixels()
+    fresh.close()
+
+
 def _closest_palette_letter(pixel: np.ndarray) -> str:
     """Letter whose cube colour, under a brightness factor in [0.4, 1.1], is closest to pixel."""
     best, best_distance = "", np.inf

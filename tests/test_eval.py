@@ -15,6 +15,7 @@ from conftest import HOLDOUT_EVERY, one_line_error, run_cli
 from imitate.data import DemoDataset, PairSampler, Stream
 from imitate.data.seeds import stream_of
 from imitate.evaluation import EvalConfig, evaluate
+from imitate.overlay import FOOTER, header_layout
 from imitate.report import OUTCOMES, wilson_interval
 from imitate.train_config import TrainConfig
 from imitate.training import train
@@ -89,7 +90,8 @@ def test_eval_videos_are_listed_and_read_back(report: Path) -> None:
         assert video.name == f"{episode['task']}-s0-ep000-{outcome}.mp4"
         assert f"videos/{video.name}" in (report / "report.md").read_text()
         frames = read_video(video)
-        assert frames[0].shape == (296, 512, 3)  # 40 px header over two 256 px views
+        # the goal and legend, two 256 px views, a footer under each
+        assert frames[0].shape == (header_layout("ab").height + 256 + FOOTER, 512, 3)
         assert not np.array_equal(frames[0], frames[-1])
 
 
@@ -100,7 +102,7 @@ def test_render_writes_a_side_by_side_mp4(tiny_policy: Path, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr
     frames = read_video(out)
     assert done.stdout.startswith(f"{out}: {len(frames)} frames")
-    assert frames[0].shape == (168, 256, 3)  # 40 px header over two 128 px views
+    assert frames[0].shape == (192, 256, 3)  # header and footers at half size: 32 + 128 + 32
     assert frames[0].std() > 10  # not blank
     assert not np.array_equal(frames[0], frames[-1])
     assert not list(tmp_path.glob(".*"))  # no temporary file left

@@ -59,7 +59,7 @@ def test_eval_and_render_accept_pretrained(tmp_path: Path) -> None:
                    "--ensemble", "2", "--every", "10", "--size", "128")
     assert done.returncode == 0, done.stderr
     frames = read_video(out)
-    assert frames[0].shape == (168, 256, 3)
+    assert frames[0].shape == (192, 256, 3)  # header and footers scaled to half: 32 + 128 + 32
     assert not np.array_equal(frames[0], frames[-1])
 
 

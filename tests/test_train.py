@@ -92,6 +92,23 @@ def test_resume_continues_exactly_where_the_run_stopped(tiny_demos: Path,
     assert losses(tmp_path / "whole") == losses(tmp_path / "parts")
 
 
+def test_snapshots_keep_the_weights_every_n_steps_and_may_start_on_resume(
+        tiny_demos: Path, tmp_path: Path) -> None:
+    whole = train(small_config(tiny_demos, tmp_path / "whole"))
+    train(small_config(tiny_demos, tmp_path / "parts", steps=3))  # no snapshots yet
+    train(small_config(tiny_demos, tmp_path / "parts", resume=True, snapshot_every=2))
+    snapshots = sorted((tmp_path / "parts" / "snapshots").iterdir())
+    assert [p.name for p in snapshots] == ["step-0000004.pt", "step-0000006.pt"]
+    last = load_checkpoint(snapshots[-1])
+    assert last.step == 6 and last.optimizer_state is None  # weights only
+    final = load_checkpoint(whole.checkpoint).policy.state_dict()
+    for name, tensor in last.policy.state_dict().items():
+        assert torch.equal(tensor, final[name]), name  # snapshots change nothing learnt
+    assert not (tmp_path / "whole" / "snapshots").exists()
+    one_line_error(run_cli("train", "--demos", str(tiny_demos), "--out", str(tmp_path / "bad"),
+                           "--snapshot-every", "-1"), "--snapshot-every")
+
+
 def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_demos: Path,
                                                          tmp_path: Path) -> None:
     run = tmp_path / "killed"
@@ -344,6 +361,30 @@ def test_quickstart_evaluates_only_classes_it_never_trains_on() -> None:
     classes = frozenset(parse_task(layout).task_class for layout in QUICKSTART_TASKS)
     assert [novelty(layout, classes) for layout in QUICKSTART_TEST_TASKS] == [UNSEEN] * 3
     assert tasks_in_test_classes(QUICKSTART_TASKS, envs.load_suite()) == []  # trainable
+
+
+def test_learning_curves_evaluate_each_snapshot_once(tiny_demos: Path, tmp_path: Path) -> None:
+    """``scripts/learning_curves.py``: every kept snapshot is evaluated on the fixed tasks and
+    logged; a second call evaluates only snapshots added since."""
+    run = tmp_path / "run"
+    train(small_config(tiny_demos, run, steps=2, snapshot_every=2))
+    script = Path(__file__).resolve().parents[1] / "scripts" / "learning_curves.py"
+    command = [sys.executable, str(script), "--runs", str(run), "--out",
+               str(tmp_path / "curves.png"), "--tasks", "ab", "--episodes", "2", "--ensemble", "1"]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    log = run / "snapshots" / "success.jsonl"
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(r["step"], r["episodes"], list(r["by_stages"])) for r in rows] == [(2, 2, ["1"])]
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    train(small_config(tiny_demos, run, steps=4, snapshot_every=2, resume=True))
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [2, 4]
+    assert "step 2:" not in done.stdout and "step 4:" in done.stdout
+    missing = subprocess.run([*command[:3], str(tmp_path), *command[4:]], capture_output=True,
+                             text=True)
+    assert missing.returncode == 2 and "no metrics.jsonl" in missing.stderr
 
 
 def test_the_dropout_study_compares_runs_at_equal_cpu_time_and_at_equal_steps(
