@@ -6,7 +6,9 @@
 #   bash scripts/reference_v2.sh data      # demos of all 140 training tasks
 #   bash scripts/reference_v2.sh train     # the DAgger runs, two at a time (one core each)
 #   bash scripts/reference_v2.sh curves    # success of the kept weights on fixed training tasks
-#   bash scripts/reference_v2.sh all       # the three above, in order
+#   bash scripts/reference_v2.sh evaluate  # the paper's protocol: every test task (20 episodes)
+#                                          # and every training task (10), both runs
+#   bash scripts/reference_v2.sh all       # the four above, in order
 #
 # On a shared machine run it as "nice -n 19 bash scripts/reference_v2.sh all" so that
 # interactive work and CI keep their speed.
@@ -51,15 +53,39 @@ train() {
     wait "$full" "$final"
 }
 
-curves() {
+curves() {  # one process per run, then the figure of both
+    local run
+    for run in ref2-full-dagger ref2-final-dagger; do
+        "$PYTHON" scripts/learning_curves.py --runs "runs/$run" --out "$LOGS/curves-$run.png" \
+            >> "$LOGS/curves.log" 2>&1 &
+    done
+    wait
     "$PYTHON" scripts/learning_curves.py --runs runs/ref2-full-dagger runs/ref2-final-dagger \
-        --out docs/reference-v2-curves.png >> "$LOGS/curves.log" 2>&1
+        --plot-only --out docs/reference-v2-curves.png >> "$LOGS/curves.log" 2>&1
+}
+
+evaluate_run() {  # NAME [--no-expert]: test split, then training split; each resumes
+    local run=runs/$1
+    shift
+    "$IMITATE" eval --checkpoint "$run/policy.pt" --split test --episodes-per-task 20 \
+        --workers 1 --quiet "$@" >> "$LOGS/eval-$(basename "$run").log" 2>&1
+    "$IMITATE" eval --checkpoint "$run/policy.pt" --split train --episodes-per-task 10 \
+        --workers 1 --quiet "$@" >> "$LOGS/eval-$(basename "$run").log" 2>&1
+}
+
+evaluate() {  # the expert's runs (the Demo column) once, with the full-conditioning policy
+    evaluate_run ref2-full-dagger &
+    local full=$!
+    evaluate_run ref2-final-dagger --no-expert &
+    local final=$!
+    wait "$full" "$final"
 }
 
 case "${1:-all}" in
     data) data ;;
     train) train ;;
     curves) curves ;;
-    all) data && train && curves ;;
-    *) echo "usage: $0 data|train|curves|all" >&2; exit 2 ;;
+    evaluate) evaluate ;;
+    all) data && train && curves && evaluate ;;
+    *) echo "usage: $0 data|train|curves|evaluate|all" >&2; exit 2 ;;
 esac
