@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import numpy as np
 import pytest
 from conftest import HOLDOUT_EVERY, one_line_error, run_cli
 
+from imitate.checkpoint import PRETRAINED_DIR
 from imitate.data import DemoDataset, PairSampler, Stream
 from imitate.data.seeds import stream_of
 from imitate.evaluation import EvalConfig, evaluate
@@ -324,3 +328,29 @@ def test_relabel_report_labels_a_report_written_before_0_6(report: Path, tiny_po
     done = subprocess.run([sys.executable, str(script), str(old), "--checkpoint",
                            str(tiny_policy)], capture_output=True, text=True, check=False)
     assert done.returncode == 2 and "evaluated step" in done.stderr
+
+
+def test_reference_tables_put_our_rows_beside_the_papers(tmp_path: Path) -> None:
+    """``scripts/reference_tables.py`` on the shipped policy's reports: unseen test rows and
+    training rows apart, the paper's columns beside ours, and the outcome breakdown."""
+    run = tmp_path / "run"
+    for split in ("test", "train"):
+        shutil.copytree(PRETRAINED_DIR / f"eval-{split}", run / f"eval-{split}")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "reference_tables.py"
+    done = subprocess.run([sys.executable, str(script), "--variant", f"final={run}",
+                           "--markdown", str(tmp_path / "results.md"), "--figure",
+                           str(tmp_path / "success.png")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = (tmp_path / "results.md").read_text().splitlines()
+    # 'bad c' (class 3+1) is the one unseen task: 18 of 20 episodes, the paper's Table 4 beside.
+    assert ("| unseen test tasks | 2 | 1 | 20 | **90.0** [69.9, 97.2] | 100.0 | 95.8 | 94.9 | "
+            "95.9 | 92.8 | 94.1 |") in lines
+    assert "| unseen test tasks | 8 |  |  |  |  | 29.0 | 18.0 | 24.0 | 19.0 | 20.0 |" in lines
+    # The relabelled 4-stage test tasks are seen: they are in no row of unseen test tasks.
+    assert not any(line.startswith("| unseen test tasks | 4 | 2") for line in lines)
+    assert "| training tasks | 4 | 40 | 5.0 [1.4, 16.5] | 95.0 [83.5, 98.6] | 0.0 [0.0, 8.8] | " \
+           "0.0 [0.0, 8.8] |" in lines
+    assert (tmp_path / "success.png").read_bytes()[:4] == b"\x89PNG"
+    bad = subprocess.run([sys.executable, str(script), "--variant", "final", "--markdown",
+                          str(tmp_path / "x.md")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "NAME=RUN" in bad.stderr
