@@ -60,7 +60,7 @@ evaluate_run() {  # NAME [--no-expert]: test split, then training split; each re
         episodes=$([[ $split == test ]] && echo 20 || echo 10)
         "$IMITATE" eval --checkpoint "$run/policy.pt" --split "$split" \
             --episodes-per-task "$episodes" --workers 1 --quiet "$@" \
-            >> "$LOGS/eval-$(basename "$run").log" 2>&1
+            >> "$LOGS/eval-$(basename "$run").log" 2>&1 || return
     done
 }
 
@@ -78,15 +78,15 @@ sweep_run() {  # NAME: the ensemble sweep (paper Table 5), 20 episodes per task,
     for copies in 1 2 5 10; do
         "$IMITATE" eval --checkpoint "$run/policy.pt" --tasks "$tasks" --episodes-per-task 20 \
             --ensemble "$copies" --no-expert --workers 1 --quiet \
-            --out "$run/eval-ensemble-$copies" >> "$LOGS/sweep-$1.log" 2>&1
+            --out "$run/eval-ensemble-$copies" >> "$LOGS/sweep-$1.log" 2>&1 || return
     done
 }
 
-pipeline() {  # NAME CONDITIONING [EVAL FLAGS...]
+pipeline() {  # NAME CONDITIONING [EVAL FLAGS...]: each step only after the one before succeeded
     local name=$1 conditioning=$2
     shift 2
-    train_run "$name" --conditioning "$conditioning" "${DAGGER[@]}"
-    curves_run "$name"
+    train_run "$name" --conditioning "$conditioning" "${DAGGER[@]}" || return
+    curves_run "$name" || return
     evaluate_run "$name" "$@"
 }
 
@@ -95,7 +95,10 @@ runs() {  # the final-state run trains faster, so its evaluation also runs the e
     local full=$!
     pipeline ref2-final-dagger final &
     local final=$!
-    wait "$full" "$final"
+    local status=0
+    wait "$full" || status=$?
+    wait "$final" || status=$?
+    return "$status"
 }
 
 figure() {
