@@ -13,8 +13,9 @@
 #   bash scripts/reference_v2.sh figure    # the learning curves of both runs in one figure
 #   bash scripts/reference_v2.sh all       # the three above, in order
 #
-# On a shared machine run it as "nice -n 19 bash scripts/reference_v2.sh all" so that
-# interactive work and CI keep their speed. Sizes are set below; the README ("Results") says
+# On a shared machine run it as "chrt --idle 0 bash scripts/reference_v2.sh all" (Linux: it then
+# runs only on CPU time nothing else wants; "nice -n 19" elsewhere) so that interactive work and
+# CI keep their speed. Sizes are set below; the README ("Results") says
 # why each was chosen.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
