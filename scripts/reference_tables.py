@@ -1,6 +1,7 @@
 """The README's results from evaluation reports: success per stage count beside the paper's
-Tables 3 and 4, the failure breakdown (the paper's Tables 7-11), the ensemble sweep (Table 5),
-and a figure of success against stages, ours against the paper's.
+Tables 3 and 4, the failure breakdown (the paper's Tables 7-11), the gap to the paper's DAgger
+per stage count of the unseen tasks with our dominant failure class, the ensemble sweep (Table
+5), and a figure of success against stages, ours against the paper's.
 
     python scripts/reference_tables.py --variant "DAgger, full=runs/ref2-full-dagger" \\
         --variant "DAgger, final state=runs/ref2-final-dagger" \\
@@ -112,6 +113,31 @@ def failure_table(name: str, run: Path) -> list[str]:
     return lines
 
 
+FAILURE_TITLES = {"recoverable_failure": "recoverable", "manipulation_failure": "manipulation",
+                  "wrong_move": "wrong move"}
+
+
+def gap_table(name: str, run: Path) -> list[str]:
+    """Per stage count of the unseen test tasks: ours, the paper's DAgger, the gap in
+    percentage points and the failure class of most of our episodes."""
+    rows = stage_rows(read_report(run / "eval-test"), "unseen")
+    if not rows:
+        return []
+    lines = [f"Gap of **{name}** to the paper's DAgger on unseen test tasks (Table 4):", "",
+             "| stages | episodes | ours | paper DAgger | gap (points) | dominant failure |",
+             "|---:|---:|---:|---:|---:|---|"]
+    for stages, row in sorted(rows.items()):
+        ours = 100 * row["success"]["rate"]
+        paper = PAPER_TEST[stages][1] if stages in PAPER_TEST else None
+        gap = "" if paper is None else f"{ours - paper:+.1f}"
+        failure = max(FAILURE_TITLES, key=lambda outcome: row[outcome]["rate"])
+        share = 100 * row[failure]["rate"]
+        dominant = "none" if share == 0 else f"{FAILURE_TITLES[failure]} ({share:.1f}%)"
+        lines.append(f"| {stages} | {row['episodes']} | {ours:.1f} | "
+                     f"{'' if paper is None else f'{paper:.1f}'} | {gap} | {dominant} |")
+    return lines
+
+
 def ensemble_table(run: Path) -> list[str]:
     reports = {copies: read_report(run / f"eval-ensemble-{copies}") for copies in (1, 2, 5, 10)}
     reports = {copies: report for copies, report in reports.items() if report is not None}
@@ -176,6 +202,9 @@ def main() -> None:
     lines = ["## Success by stage count", "", *success_table(variants), ""]
     for name, run in variants:
         lines += [*failure_table(name, run), ""]
+        gaps = gap_table(name, run)
+        if gaps:
+            lines += [*gaps, ""]
         sweep = ensemble_table(run)
         if sweep:
             lines += [f"Ensemble sweep of **{name}** (training tasks):", "", *sweep, ""]

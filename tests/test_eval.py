@@ -350,6 +350,8 @@ def test_reference_tables_put_our_rows_beside_the_papers(tmp_path: Path) -> None
     assert not any(line.startswith("| unseen test tasks | 4 | 2") for line in lines)
     assert "| training tasks | 4 | 40 | 5.0 [1.4, 16.5] | 95.0 [83.5, 98.6] | 0.0 [0.0, 8.8] | " \
            "0.0 [0.0, 8.8] |" in lines
+    # The gap to the paper's DAgger per unseen stage count, with the most frequent failure.
+    assert "| 2 | 20 | 90.0 | 94.9 | -4.9 | recoverable (10.0%) |" in lines
     assert (tmp_path / "success.png").read_bytes()[:4] == b"\x89PNG"
     bad = subprocess.run([sys.executable, str(script), "--variant", "final", "--markdown",
                           str(tmp_path / "x.md")], capture_output=True, text=True)
