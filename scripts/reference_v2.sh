@@ -4,13 +4,15 @@
 # finished step is a no-op). Logs go to runs/ref2-logs/.
 #
 #   bash scripts/reference_v2.sh data      # demos of all 140 training tasks
-#   bash scripts/reference_v2.sh runs      # per variant, one core each, side by side: train
-#                                          # (DAgger), success of the kept weights on fixed
-#                                          # training tasks, then the paper's protocol on every
-#                                          # test task (20 episodes) and training task (10);
-#                                          # for full conditioning, the ensemble sweep E = 1,
-#                                          # 2, 5, 10 on 16 training tasks of 1 to 4 stages
-#   bash scripts/reference_v2.sh figure    # the learning curves of both runs in one figure
+#   bash scripts/reference_v2.sh runs      # per variant: train, success of the kept weights
+#                                          # on fixed training tasks, then the paper's protocol
+#                                          # on every test task (20 episodes) and training task
+#                                          # (10). Two lanes, one core each: full conditioning
+#                                          # with DAgger, then its ensemble sweep (E = 1, 2, 5,
+#                                          # 10 on 16 training tasks of 1 to 4 stages); final-
+#                                          # state conditioning with DAgger, then (BC=1, the
+#                                          # default) full conditioning with behaviour cloning
+#   bash scripts/reference_v2.sh figure    # the learning curves of every run in one figure
 #   bash scripts/reference_v2.sh all       # the three above, in order
 #
 # On a shared machine run it as "chrt --idle 0 bash scripts/reference_v2.sh all" (Linux: it then
@@ -29,6 +31,7 @@ DEMOS=${DEMOS:-demos/ref2}
 PER_TASK=${PER_TASK:-50}
 STEPS=${STEPS:-20000}
 SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-2500}
+BC=${BC:-1}  # 0: no behaviour-cloning run
 DAGGER=(--algo dagger --dagger-rounds "${DAGGER_ROUNDS:-6}"
         --dagger-rollouts "${DAGGER_ROLLOUTS:-64}")
 COMMON=(--demos "$DEMOS" --steps "$STEPS" --threads 1 --snapshot-every "$SNAPSHOT_EVERY"
@@ -83,18 +86,22 @@ sweep_run() {  # NAME: the ensemble sweep (paper Table 5), 20 episodes per task,
     done
 }
 
-pipeline() {  # NAME CONDITIONING [EVAL FLAGS...]: each step only after the one before succeeded
-    local name=$1 conditioning=$2
-    shift 2
-    train_run "$name" --conditioning "$conditioning" "${DAGGER[@]}" || return
+pipeline() {  # NAME CONDITIONING dagger|bc [EVAL FLAGS...]: each step after the one before
+    local name=$1 conditioning=$2 algo=$3
+    shift 3
+    local training=(--algo bc)
+    if [[ $algo == dagger ]]; then training=("${DAGGER[@]}"); fi
+    train_run "$name" --conditioning "$conditioning" "${training[@]}" || return
     curves_run "$name" || return
     evaluate_run "$name" "$@"
 }
 
-runs() {  # the final-state run trains faster, so its evaluation also runs the expert (Demo)
-    (pipeline ref2-full-dagger full --no-expert && sweep_run ref2-full-dagger) &
+runs() {  # the final-state run trains faster, so its evaluation also runs the expert (Demo),
+    # and behaviour cloning then takes its core while the full-conditioning lane goes on
+    (pipeline ref2-full-dagger full dagger --no-expert && sweep_run ref2-full-dagger) &
     local full=$!
-    pipeline ref2-final-dagger final &
+    (pipeline ref2-final-dagger final dagger \
+        && if [[ $BC == 1 ]]; then pipeline ref2-full-bc full bc --no-expert; fi) &
     local final=$!
     local status=0
     wait "$full" || status=$?
@@ -102,8 +109,12 @@ runs() {  # the final-state run trains faster, so its evaluation also runs the e
     return "$status"
 }
 
-figure() {
-    "$PYTHON" scripts/learning_curves.py --runs "$RUNS/ref2-full-dagger" "$RUNS/ref2-final-dagger" \
+figure() {  # every run trained so far
+    local runs=() name
+    for name in ref2-full-dagger ref2-final-dagger ref2-full-bc; do
+        if [[ -f $RUNS/$name/metrics.jsonl ]]; then runs+=("$RUNS/$name"); fi
+    done
+    "$PYTHON" scripts/learning_curves.py --runs "${runs[@]}" \
         --plot-only --out docs/reference-v2-curves.png >> "$LOGS/curves.log" 2>&1
 }
 
