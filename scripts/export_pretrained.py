@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from imitate.checkpoint import PRETRAINED_DIR, CheckpointError, load_checkpoint, save_checkpoint
@@ -56,9 +55,10 @@ def check_report(report: Path, step: int, checkpoint_sha256: str) -> None:
                               f"the run's is {checkpoint_sha256[:12]})")
 
 
-def export(run: Path, reports: list[Path], destination: Path = PRETRAINED_DIR) -> Path:
+def export(run: Path, reports: list[Path], destination: Path = PRETRAINED_DIR
+           ) -> tuple[Path, int]:
     """Write the stripped checkpoint, the run's config and the reports into ``destination``,
-    removing report folders of a former policy; returns the checkpoint's path."""
+    removing report folders of a former policy; returns the checkpoint's path and step."""
     checkpoint = run / "policy.pt"
     try:
         saved = load_checkpoint(checkpoint)
@@ -87,10 +87,10 @@ def export(run: Path, reports: list[Path], destination: Path = PRETRAINED_DIR) -
         folder.mkdir(exist_ok=True)
         for name in REPORT_FILES:
             shutil.copyfile(report / name, folder / name)
-    return path
+    return path, saved.step
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="training run folder holding policy.pt")
     parser.add_argument("--report", type=Path, action="append", default=[],
@@ -98,14 +98,14 @@ def main(argv: list[str] | None = None) -> None:
                              "eval-NAME, to ship alongside (repeatable)")
     parser.add_argument("--dest", type=Path, default=PRETRAINED_DIR,
                         help=f"where to ship it (default: the package's {PRETRAINED_DIR})")
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     try:
-        path = export(args.run, args.report, args.dest)
+        path, step = export(args.run, args.report, args.dest)
     except ExportError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    print(f"{path}: {path.stat().st_size / 1e6:.2f} MB, step {load_checkpoint(path).step}; "
+    print(f"{path}: {path.stat().st_size / 1e6:.2f} MB, step {step}; "
           f"reports: {', '.join(r.name for r in args.report) or 'none'}")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

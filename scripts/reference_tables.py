@@ -27,10 +27,13 @@ from matplotlib.figure import Figure
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from envs.predicates import FAILURE_CLASSES  # noqa: E402
 from imitate.files import atomic_write_bytes  # noqa: E402
+from imitate.report import OUTCOME_TITLES, OUTCOMES  # noqa: E402
 
 #: Columns of the paper's Tables 3 and 4 (success %).
 PAPER_COLUMNS = ("Demo", "DAgger", "BC", "Snapshot", "Final state")
+DAGGER = PAPER_COLUMNS.index("DAgger")
 #: Table 3: training tasks, by stage count.
 PAPER_TRAIN = {1: (99.1, 99.1, 99.1, 97.2, 98.8), 2: (95.6, 94.3, 93.7, 92.6, 86.7),
                3: (88.5, 88.0, 86.9, 86.7, 84.8), 4: (78.6, 78.2, 76.7, 76.4, 71.9),
@@ -44,7 +47,6 @@ PAPER_TEST = {2: (95.8, 94.9, 95.9, 92.8, 94.1), 4: (77.6, 77.0, 74.8, 77.2, 75.
 PAPER_FAILURES_8 = (21.2, 14.1, 62.4, 2.4)
 #: Table 5: DAgger at 1 stage with 1 and with 10 demo copies (%).
 PAPER_ENSEMBLE_1_STAGE = {1: 91.9, 10: 99.1}
-OUTCOMES = ("success", "recoverable_failure", "manipulation_failure", "wrong_move")
 SPLITS = {"test": ("unseen", "unseen test tasks", PAPER_TEST),
           "train": ("seen", "training tasks", PAPER_TRAIN)}
 
@@ -113,10 +115,6 @@ def failure_table(name: str, run: Path) -> list[str]:
     return lines
 
 
-FAILURE_TITLES = {"recoverable_failure": "recoverable", "manipulation_failure": "manipulation",
-                  "wrong_move": "wrong move"}
-
-
 def gap_table(name: str, run: Path) -> list[str]:
     """Per stage count of the unseen test tasks: ours, the paper's DAgger, the gap in
     percentage points and the failure class of most of our episodes."""
@@ -128,11 +126,11 @@ def gap_table(name: str, run: Path) -> list[str]:
              "|---:|---:|---:|---:|---:|---|"]
     for stages, row in sorted(rows.items()):
         ours = 100 * row["success"]["rate"]
-        paper = PAPER_TEST[stages][1] if stages in PAPER_TEST else None
+        paper = PAPER_TEST[stages][DAGGER] if stages in PAPER_TEST else None
         gap = "" if paper is None else f"{ours - paper:+.1f}"
-        failure = max(FAILURE_TITLES, key=lambda outcome: row[outcome]["rate"])
+        failure = max(FAILURE_CLASSES, key=lambda outcome: row[outcome]["rate"])
         share = 100 * row[failure]["rate"]
-        dominant = "none" if share == 0 else f"{FAILURE_TITLES[failure]} ({share:.1f}%)"
+        dominant = "none" if share == 0 else f"{OUTCOME_TITLES[failure]} ({share:.1f}%)"
         lines.append(f"| {stages} | {row['episodes']} | {ours:.1f} | "
                      f"{'' if paper is None else f'{paper:.1f}'} | {gap} | {dominant} |")
     return lines
