@@ -11,7 +11,9 @@
 #                                          # with DAgger, then its ensemble sweep (E = 1, 2, 5,
 #                                          # 10 on 16 training tasks of 1 to 4 stages); final-
 #                                          # state conditioning with DAgger, then (BC=1, the
-#                                          # default) full conditioning with behaviour cloning
+#                                          # default) full conditioning with behaviour cloning,
+#                                          # evaluated on the test tasks in that lane and on
+#                                          # the training tasks in the first
 #   bash scripts/reference_v2.sh figure    # the learning curves of every run in one figure
 #   bash scripts/reference_v2.sh all       # the three above, in order
 #
@@ -56,16 +58,19 @@ curves_run() {  # NAME: evaluate the run's snapshots on the fixed training tasks
         >> "$LOGS/curves.log" 2>&1
 }
 
+evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 per training task
+    local run=$RUNS/$1 split=$2 episodes
+    shift 2
+    episodes=$([[ $split == test ]] && echo 20 || echo 10)
+    "$IMITATE" eval --checkpoint "$run/policy.pt" --split "$split" \
+        --episodes-per-task "$episodes" --workers 1 --quiet "$@" \
+        >> "$LOGS/eval-$(basename "$run").log" 2>&1
+}
+
 evaluate_run() {  # NAME [--no-expert]: test split, then training split; each resumes
-    local run=$RUNS/$1
+    local name=$1
     shift
-    local split episodes
-    for split in test train; do
-        episodes=$([[ $split == test ]] && echo 20 || echo 10)
-        "$IMITATE" eval --checkpoint "$run/policy.pt" --split "$split" \
-            --episodes-per-task "$episodes" --workers 1 --quiet "$@" \
-            >> "$LOGS/eval-$(basename "$run").log" 2>&1 || return
-    done
+    evaluate_split "$name" test "$@" && evaluate_split "$name" train "$@"
 }
 
 sweep_tasks() {  # the suite's first 4 training tasks of each stage count 1 to 4
@@ -96,13 +101,34 @@ pipeline() {  # NAME CONDITIONING dagger|bc [EVAL FLAGS...]: each step after the
     evaluate_run "$name" "$@"
 }
 
+BC_TRAINED=$LOGS/ref2-full-bc.trained  # written when the BC run has finished training
+
+bc_lane() {  # behaviour cloning: train, curves, then the evaluation on the test tasks
+    rm -f "$BC_TRAINED"
+    train_run ref2-full-bc --conditioning full --algo bc || return
+    touch "$BC_TRAINED"
+    curves_run ref2-full-bc || return
+    evaluate_split ref2-full-bc test --no-expert
+}
+
+bc_training_split() {  # PID: once the BC run of lane PID has trained, evaluate it on the
+    # training tasks (so its two evaluations run side by side, one per core)
+    until [[ -f $BC_TRAINED ]]; do
+        # that lane has stopped without training BC: nothing to evaluate
+        kill -0 "$1" 2> /dev/null || [[ -f $BC_TRAINED ]] || return 1
+        sleep "${POLL_SECONDS:-60}"
+    done
+    evaluate_split ref2-full-bc train --no-expert
+}
+
 runs() {  # the final-state run trains faster, so its evaluation also runs the expert (Demo),
-    # and behaviour cloning then takes its core while the full-conditioning lane goes on
-    (pipeline ref2-full-dagger full dagger --no-expert && sweep_run ref2-full-dagger) &
-    local full=$!
-    (pipeline ref2-final-dagger final dagger \
-        && if [[ $BC == 1 ]]; then pipeline ref2-full-bc full bc --no-expert; fi) &
+    # and behaviour cloning then takes its core while the full-conditioning lane goes on; the
+    # full-conditioning lane, once done, evaluates the BC run on the training tasks
+    (pipeline ref2-final-dagger final dagger && if [[ $BC == 1 ]]; then bc_lane; fi) &
     local final=$!
+    (pipeline ref2-full-dagger full dagger --no-expert && sweep_run ref2-full-dagger \
+        && if [[ $BC == 1 ]]; then bc_training_split "$final"; fi) &
+    local full=$!
     local status=0
     wait "$full" || status=$?
     wait "$final" || status=$?

@@ -1,0 +1,124 @@
+"""``scripts/reference_v2.sh runs``: the order of the reference run's steps in its two lanes, a
+failed step stopping its lane, and behaviour cloning's two evaluations shared between the lanes.
+
+The script is real bash; the ``imitate`` and ``python`` it calls are stand-ins (``IMITATE`` and
+``PYTHON``) that write each call to a trace file and, for ``train``, the checkpoint a later step
+reads. Hours of training and evaluation would otherwise stand behind a test of a few seconds of
+control flow; the commands themselves have their own tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reference_v2.sh"
+
+#: Stands in for ``imitate``: traces "START|END <run> <command> <flags but --out, --checkpoint>",
+#: trains by writing ``policy.pt`` after ``TRAIN_SECONDS_<variant>`` seconds, fails a training run
+#: named in ``FAIL_TRAIN`` with status 3, and fails an evaluation of a missing checkpoint.
+FAKE_IMITATE = r"""#!/usr/bin/env bash
+command=$1; shift
+run=""; checkpoint=""; flags=()
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --out) [[ $command == train ]] && run=$(basename "$2"); shift ;;
+        --checkpoint) run=$(basename "$(dirname "$2")"); checkpoint=$2; shift ;;
+        *) flags+=("$1") ;;
+    esac
+    shift
+done
+echo "START $run $command ${flags[*]}" >> "$TRACE"
+if [[ $command == train ]]; then
+    [[ $run == "${FAIL_TRAIN:-}" ]] && exit 3
+    variable=TRAIN_SECONDS_${run//-/_}
+    sleep "${!variable:-0}"
+    mkdir -p "$RUNS/$run" && touch "$RUNS/$run/policy.pt" "$RUNS/$run/metrics.jsonl"
+elif [[ ! -f $checkpoint ]]; then
+    exit 2
+fi
+echo "END $run $command ${flags[*]}" >> "$TRACE"
+"""
+
+#: Stands in for ``python``: prints sweep tasks for ``-c``, else traces the script it runs.
+FAKE_PYTHON = r"""#!/usr/bin/env bash
+if [[ $1 == -c ]]; then echo "ab,abc"; exit 0; fi
+echo "PYTHON $*" >> "$TRACE"
+"""
+
+
+def run_lanes(tmp_path: Path, **env: str) -> tuple[int, list[str]]:
+    """Run ``reference_v2.sh runs`` with the stand-ins; its exit status and trace lines."""
+    for name, text in (("imitate", FAKE_IMITATE), ("python", FAKE_PYTHON)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    trace = tmp_path / "trace"
+    trace.touch()
+    environment = {**os.environ, "IMITATE": str(tmp_path / "imitate"),
+                   "PYTHON": str(tmp_path / "python"), "RUNS": str(tmp_path / "runs"),
+                   "TRACE": str(trace), "POLL_SECONDS": "0.1", **env}
+    done = subprocess.run(["bash", str(SCRIPT), "runs"], env=environment, capture_output=True,
+                          text=True, timeout=120, check=False)
+    return done.returncode, trace.read_text().splitlines()
+
+
+def position(trace: list[str], prefix: str) -> int:
+    """Index of the one trace line starting with ``prefix``."""
+    found = [i for i, line in enumerate(trace) if line.startswith(prefix)]
+    assert len(found) == 1, (prefix, trace)
+    return found[0]
+
+
+def test_each_lane_runs_its_steps_in_order_and_bc_evaluations_share_the_lanes(
+        tmp_path: Path) -> None:
+    # Full conditioning trains longest, so BC finishes training while that lane still trains.
+    status, trace = run_lanes(tmp_path, TRAIN_SECONDS_ref2_full_dagger="1.5")
+    assert status == 0, trace
+    full_steps = ["END ref2-full-dagger train", "PYTHON scripts/learning_curves.py --runs "
+                  f"{tmp_path}/runs/ref2-full-dagger", "START ref2-full-dagger eval --split test",
+                  "START ref2-full-dagger eval --split train"]
+    full_steps += [f"START ref2-full-dagger eval --tasks ab,abc --episodes-per-task 20 "
+                   f"--ensemble {copies} --no-expert" for copies in (1, 2, 5, 10)]
+    final_steps = ["END ref2-final-dagger train", "START ref2-final-dagger eval --split test",
+                   "START ref2-final-dagger eval --split train", "START ref2-full-bc train",
+                   "END ref2-full-bc train", "START ref2-full-bc eval --split test"]
+    for steps in (full_steps, final_steps):
+        at = [position(trace, step) for step in steps]
+        assert at == sorted(at), steps
+    # BC's training-task evaluation waits for the full lane's sweep, its test-task one does not.
+    bc_train = position(trace, "START ref2-full-bc eval --split train")
+    assert bc_train > position(trace, "END ref2-full-dagger eval --tasks ab,abc "
+                               "--episodes-per-task 20 --ensemble 10")
+    assert position(trace, "START ref2-full-bc eval --split test") < position(
+        trace, "START ref2-full-dagger eval --split test")
+    assert "--no-expert" in trace[bc_train]
+    assert "--no-expert" not in trace[position(trace, "START ref2-final-dagger eval --split test")]
+
+
+def test_bc_training_split_waits_for_bc_training(tmp_path: Path) -> None:
+    status, trace = run_lanes(tmp_path, TRAIN_SECONDS_ref2_full_bc="1.5")
+    assert status == 0, trace
+    assert position(trace, "START ref2-full-bc eval --split train") > position(
+        trace, "END ref2-full-bc train")
+
+
+@pytest.mark.parametrize("failing", ["ref2-final-dagger", "ref2-full-dagger"])
+def test_a_failed_training_stops_its_lane_and_fails_the_script(tmp_path: Path,
+                                                               failing: str) -> None:
+    status, trace = run_lanes(tmp_path, FAIL_TRAIN=failing)
+    assert status == 3
+    assert not any(line.startswith(f"START {failing} eval") for line in trace), trace
+    other = "ref2-full-dagger" if failing == "ref2-final-dagger" else "ref2-final-dagger"
+    assert any(line.startswith(f"START {other} eval --split train") for line in trace), trace
+    # BC trains in the final-state lane: it never starts when that lane failed, and nothing
+    # then waits for it.
+    assert any(line.startswith("START ref2-full-bc") for line in trace) == (
+        failing == "ref2-full-dagger")
+
+
+def test_bc_0_skips_behaviour_cloning(tmp_path: Path) -> None:
+    status, trace = run_lanes(tmp_path, BC="0")
+    assert status == 0, trace
+    assert not any("ref2-full-bc" in line for line in trace), trace
