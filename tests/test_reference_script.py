@@ -74,7 +74,7 @@ def position(trace: list[str], prefix: str) -> int:
 def test_each_lane_runs_its_steps_in_order_and_bc_evaluations_share_the_lanes(
         tmp_path: Path) -> None:
     # Full conditioning trains longest, so BC finishes training while that lane still trains.
-    status, trace = run_lanes(tmp_path, TRAIN_SECONDS_ref2_full_dagger="1.5")
+    status, trace = run_lanes(tmp_path, TRAIN_SECONDS_ref2_full_dagger="4")
     assert status == 0, trace
     full_steps = ["END ref2-full-dagger train", "PYTHON scripts/learning_curves.py --runs "
                   f"{tmp_path}/runs/ref2-full-dagger", "START ref2-full-dagger eval --split test",
