@@ -14,6 +14,7 @@ from imitate.novelty import novelty, trained_classes
 
 #: The shipped file stays small enough to live in the repository and the wheel.
 MAX_BYTES = 8_000_000
+DATA = Path(__file__).parent / "data"
 
 
 def test_the_shipped_policy_is_small_self_described_and_reported() -> None:
@@ -63,16 +64,16 @@ def test_eval_and_render_accept_pretrained(tmp_path: Path) -> None:
     assert not np.array_equal(frames[0], frames[-1])
 
 
-def test_the_shipped_policy_acts_as_it_did_in_0_6_0() -> None:
-    """Its logits on fixed inputs equal those imitate 0.6.0 computed (before Module 2 became the
-    default context network): a checkpoint of the 0.5 form loads as that form and acts the same."""
+def test_the_policy_0_6_0_shipped_acts_as_it_did_then() -> None:
+    """The policy imitate 0.6.0 shipped (``tests/data/pretrained_0.6.0.pt``, written before
+    ``context_form`` existed): its logits on fixed inputs equal those 0.6.0 computed, so a
+    checkpoint of the 0.5 form loads as that form and acts the same."""
     import torch
 
     from imitate.model import DemoBatch
 
-    saved = json.loads((Path(__file__).parent / "data" / "pretrained_logits_0.6.0.json")
-                       .read_text())
-    policy = load_checkpoint("pretrained").policy
+    saved = json.loads((DATA / "pretrained_logits_0.6.0.json").read_text())
+    policy = load_checkpoint(DATA / "pretrained_0.6.0.pt").policy
     assert policy.config.context_form == "0.5"
     g = torch.Generator().manual_seed(2026)
     k = 5
