@@ -31,12 +31,13 @@ mkdir -p "$LOGS"
 
 DEMOS=${DEMOS:-demos/ref2}
 PER_TASK=${PER_TASK:-50}
-STEPS=${STEPS:-20000}
+STEPS=${STEPS:-20000}         # full conditioning, DAgger and BC
+FINAL_STEPS=${FINAL_STEPS:-30000}  # final state: about the CPU time of the full run's 20,000
 SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-2500}
 BC=${BC:-1}  # 0: no behaviour-cloning run
 DAGGER=(--algo dagger --dagger-rounds "${DAGGER_ROUNDS:-6}"
         --dagger-rollouts "${DAGGER_ROLLOUTS:-64}")
-COMMON=(--demos "$DEMOS" --steps "$STEPS" --threads 1 --snapshot-every "$SNAPSHOT_EVERY"
+COMMON=(--demos "$DEMOS" --threads 1 --snapshot-every "$SNAPSHOT_EVERY"
         --log-every 50 --checkpoint-every 250 --quiet)
 
 data() {
@@ -44,12 +45,13 @@ data() {
         --quiet >> "$LOGS/generate.log" 2>&1
 }
 
-train_run() {  # NAME FLAGS...: --resume when the folder already holds the run
-    local out=$RUNS/$1
-    shift
+train_run() {  # NAME STEPS FLAGS...: --resume when the folder already holds the run (a
+    # larger STEPS then extends it)
+    local out=$RUNS/$1 steps=$2
+    shift 2
     local resume=()
     if [[ -f "$out/policy.pt" ]]; then resume=(--resume); fi
-    "$IMITATE" train --out "$out" "${COMMON[@]}" "$@" "${resume[@]}" \
+    "$IMITATE" train --out "$out" --steps "$steps" "${COMMON[@]}" "$@" "${resume[@]}" \
         >> "$LOGS/$(basename "$out").log" 2>&1
 }
 
@@ -91,12 +93,13 @@ sweep_run() {  # NAME: the ensemble sweep (paper Table 5), 20 episodes per task,
     done
 }
 
-pipeline() {  # NAME CONDITIONING dagger|bc [EVAL FLAGS...]: each step after the one before
-    local name=$1 conditioning=$2 algo=$3
-    shift 3
+pipeline() {  # NAME CONDITIONING dagger|bc STEPS [EVAL FLAGS...]: each step after the one
+    # before
+    local name=$1 conditioning=$2 algo=$3 steps=$4
+    shift 4
     local training=(--algo bc)
     if [[ $algo == dagger ]]; then training=("${DAGGER[@]}"); fi
-    train_run "$name" --conditioning "$conditioning" "${training[@]}" || return
+    train_run "$name" "$steps" --conditioning "$conditioning" "${training[@]}" || return
     curves_run "$name" || return
     evaluate_run "$name" "$@"
 }
@@ -105,7 +108,7 @@ BC_TRAINED=$LOGS/ref2-full-bc.trained  # written when the BC run has finished tr
 
 bc_lane() {  # behaviour cloning: train, curves, then the evaluation on the test tasks
     rm -f "$BC_TRAINED"
-    train_run ref2-full-bc --conditioning full --algo bc || return
+    train_run ref2-full-bc "$STEPS" --conditioning full --algo bc || return
     touch "$BC_TRAINED"
     curves_run ref2-full-bc || return
     evaluate_split ref2-full-bc test --no-expert
@@ -124,9 +127,10 @@ bc_training_split() {  # PID: once the BC run of lane PID has trained, evaluate 
 runs() {  # the final-state run trains faster, so its evaluation also runs the expert (Demo),
     # and behaviour cloning then takes its core while the full-conditioning lane goes on; the
     # full-conditioning lane, once done, evaluates the BC run on the training tasks
-    (pipeline ref2-final-dagger final dagger && if [[ $BC == 1 ]]; then bc_lane; fi) &
+    (pipeline ref2-final-dagger final dagger "$FINAL_STEPS" \
+        && if [[ $BC == 1 ]]; then bc_lane; fi) &
     local final=$!
-    (pipeline ref2-full-dagger full dagger --no-expert && sweep_run ref2-full-dagger \
+    (pipeline ref2-full-dagger full dagger "$STEPS" --no-expert && sweep_run ref2-full-dagger \
         && if [[ $BC == 1 ]]; then bc_training_split "$final"; fi) &
     local full=$!
     local status=0

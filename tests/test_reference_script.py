@@ -122,3 +122,26 @@ def test_bc_0_skips_behaviour_cloning(tmp_path: Path) -> None:
     status, trace = run_lanes(tmp_path, BC="0")
     assert status == 0, trace
     assert not any("ref2-full-bc" in line for line in trace), trace
+
+
+def test_final_state_trains_longer_and_each_size_can_be_overridden(tmp_path: Path) -> None:
+    """Final-state conditioning trains 30,000 steps (about the CPU time of full conditioning's
+    20,000); ``FINAL_STEPS`` and ``STEPS`` change them, and runs already there then resume."""
+    def trainings(trace: list[str]) -> dict[str, str]:
+        return {run: trace[position(trace, f"START {run} train")]
+                for run in ("ref2-final-dagger", "ref2-full-dagger", "ref2-full-bc")}
+
+    def steps(lines: dict[str, str]) -> dict[str, str]:
+        return {run: line.split("--steps ")[1].split()[0] for run, line in lines.items()}
+
+    status, first = run_lanes(tmp_path)
+    assert status == 0, first
+    assert steps(trainings(first)) == {"ref2-final-dagger": "30000",
+                                       "ref2-full-dagger": "20000", "ref2-full-bc": "20000"}
+    assert not any("--resume" in line for line in trainings(first).values())
+    status, both = run_lanes(tmp_path, FINAL_STEPS="40000", STEPS="25000")
+    assert status == 0, both
+    again = trainings(both[len(first):])
+    assert steps(again) == {"ref2-final-dagger": "40000", "ref2-full-dagger": "25000",
+                            "ref2-full-bc": "25000"}
+    assert all(line.endswith("--resume") for line in again.values())
