@@ -1,0 +1,62 @@
+"""``scripts/failure_anatomy.py``: the last state of a failed episode, classified, and a replay
+of a real failed evaluation episode that ends as its log says."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import run_cli
+
+from envs.tasks import TABLE, parse_task
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "failure_anatomy.py"
+_spec = importlib.util.spec_from_file_location("failure_anatomy", SCRIPT)
+anatomy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(anatomy)
+
+
+def test_each_last_state_falls_in_its_class() -> None:
+    task = parse_task("abc")  # a on b on c: b goes on c first, then a on b
+    a, b, c = 0, 1, 2
+    scattered = [TABLE, TABLE, TABLE]
+    half_built = [TABLE, c, TABLE]
+    assert anatomy.classify(task, scattered, a) == "premature pick"  # b is not on c yet
+    assert anatomy.classify(task, half_built, a) == "holding, destination ready"
+    assert anatomy.classify(task, scattered, b) == "holding, destination ready"  # c: the base
+    assert anatomy.classify(task, half_built, c) == "holding a base"
+    assert anatomy.classify(task, half_built, -1) == "empty hand"
+    # b on c but c itself on a: b is not in its final place
+    assert not anatomy.in_final_place(task, [TABLE, c, a], b)
+    assert anatomy.in_final_place(task, half_built, b)
+
+
+def test_a_failed_episode_replays_as_logged(tiny_policy: Path, tmp_path: Path) -> None:
+    report = tmp_path / "eval"
+    done = run_cli("eval", "--checkpoint", str(tiny_policy), "--tasks", "abc",
+                   "--episodes-per-task", "1", "--ensemble", "1", "--no-expert", "--workers",
+                   "1", "--quiet", "--out", str(report))
+    assert done.returncode == 0, done.stderr
+    episode = json.loads((report / "episodes.jsonl").read_text().splitlines()[1])
+    assert not episode["success"]  # 4 training steps on 'ab', 'ba' cannot stack 'abc'
+    out = tmp_path / "anatomy.json"
+    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--per-stages", "1",
+                           "--json", str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    [found] = json.loads(out.read_text())
+    assert found["replayed_as_logged"] and found["stage"] == episode["stage"]
+    assert found["class"] in anatomy.CLASSES
+    assert 0 <= found["satisfied_any_order"] <= 2
+    assert "| 2 | 1 |" in done.stdout  # the summary row of the 2-stage failures
+
+
+def test_a_folder_without_an_episode_log_is_refused(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"failure_anatomy.py: error: {tmp_path / 'episodes.jsonl'} is missing (is {tmp_path} "
+        "an imitate eval folder?)"]
