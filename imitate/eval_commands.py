@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from envs.predicates import FAILURE_CLASSES
@@ -22,7 +21,14 @@ from imitate.config_files import (
     apply_config_file,
     write_config_file,
 )
-from imitate.evaluation import LOG_NAME, SPLITS, EpisodeResult, EvalConfig, evaluate
+from imitate.evaluation import (
+    LOG_NAME,
+    SPLITS,
+    EpisodeResult,
+    EvalConfig,
+    evaluate,
+    use_one_inference_thread,
+)
 from imitate.files import folder_lock
 from imitate.options import add_quiet
 from imitate.render import render_episode
@@ -163,7 +169,7 @@ def add_attention_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _cmd_attention(args: argparse.Namespace) -> None:
-    _one_inference_thread()
+    use_one_inference_thread()
     result = attention_episode(args.checkpoint, args.task, args.out, seed=args.seed,
                                episode=args.episode, ensemble=args.ensemble)
     print(f"{args.task!r}, seed {args.seed}, episode {args.episode}: policy reached stage "
@@ -173,14 +179,8 @@ def _cmd_attention(args: argparse.Namespace) -> None:
         print(f"  {path}")
 
 
-def _one_inference_thread() -> None:
-    """Per-step inference is many small operations: 1 torch thread is fastest, and several
-    threads slow to a crawl when other processes hold the cores (as evaluation workers do)."""
-    torch.set_num_threads(1)
-
-
 def _cmd_render(args: argparse.Namespace) -> None:
-    _one_inference_thread()
+    use_one_inference_thread()
     result = render_episode(None if args.expert else args.checkpoint, args.task, args.out,
                             seed=args.seed, episode=args.episode, ensemble=args.ensemble,
                             every=args.every, size=args.size, attention=args.attention,
@@ -226,7 +226,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
         tqdm.write(f"resuming: {done} of {total} episodes already done (in {out / LOG_NAME}; "
                    "--restart runs them all again)", file=sys.stdout)
 
-    _one_inference_thread()  # --workers 1 runs the episodes here (pool workers set their own)
+    use_one_inference_thread()  # --workers 1 runs the episodes here (pool workers set their own)
     start = time.perf_counter()
     with folder_lock(out, EVAL_LOCK_NAME, "evaluation"):
         with bar, fast.using(config.fused) as attention:

@@ -295,12 +295,19 @@ def run_episode(policy: Any, env: Any, expert: Any, job: EpisodeJob) -> EpisodeR
         expert_seconds=expert_seconds, video=video, novelty=job.novelty)
 
 
+def use_one_inference_thread() -> None:
+    """Run torch on 1 thread in this process. Per-step inference is many small operations: 1
+    thread is fastest, and several threads slow to a crawl when other processes hold the cores
+    (as evaluation workers, or a second training lane, do)."""
+    torch.set_num_threads(1)
+
+
 # --- workers -----------------------------------------------------------------------------------
 def _episode_worker(checkpoint: bytes, fused: bool, pooled: bool) -> tuple[Any, Any, Any]:
     """A worker's policy (from the checkpoint's bytes), env (renders on demand) and expert; pool
     workers run torch on 1 thread each."""
     if pooled:
-        torch.set_num_threads(1)
+        use_one_inference_thread()
     fast.configure(fused)  # a cached build: the parent process built it
     policy = load_checkpoint("policy.pt", data=checkpoint).policy
     env = gymnasium.make(envs.ENV_ID, render_mode="rgb_array", **env_kwargs())

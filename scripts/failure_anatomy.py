@@ -30,8 +30,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
@@ -43,7 +41,14 @@ from envs.expert.world import observe  # noqa: E402
 from envs.predicates import layout_status  # noqa: E402
 from envs.tasks import TABLE, Task, parse_task  # noqa: E402
 from imitate.checkpoint import load_checkpoint  # noqa: E402
-from imitate.evaluation import LOG_NAME, EpisodeJob, run_episode  # noqa: E402
+from imitate.episode_log import read_log  # noqa: E402
+from imitate.evaluation import (  # noqa: E402
+    LOG_NAME,
+    EpisodeJob,
+    EpisodeResult,
+    run_episode,
+    use_one_inference_thread,
+)
 
 CLASSES = ("premature pick", "holding, destination ready", "holding a base", "empty hand")
 
@@ -82,40 +87,41 @@ def last_state(env: Any, task: Task) -> dict[str, Any]:
             "satisfied_any_order": satisfied}
 
 
-def failed_episodes(log: Path, per_stages: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The log's header and its first ``per_stages`` failed episodes of each stage count."""
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    header, rows = lines[0], lines[1:]
+def failed_episodes(log: Path, per_stages: int) -> tuple[dict[str, Any], list[EpisodeResult]]:
+    """The log's header and its first ``per_stages`` failed episodes of each stage count (a
+    log still being written is read up to its last complete line)."""
+    with log.open() as handle:
+        header = json.loads(handle.readline())
     taken: Counter[int] = Counter()
     chosen = []
-    for row in rows:
-        if not row["success"] and taken[row["num_stages"]] < per_stages:
-            taken[row["num_stages"]] += 1
-            chosen.append(row)
+    for result in read_log(log, header, EpisodeResult):
+        if not result.success and taken[result.num_stages] < per_stages:
+            taken[result.num_stages] += 1
+            chosen.append(result)
     return header, chosen
 
 
-def replay(checkpoint: Path, header: dict[str, Any], rows: list[dict[str, Any]]
+def replay(checkpoint: Path, header: dict[str, Any], logged: list[EpisodeResult]
            ) -> list[dict[str, Any]]:
     """Run each failed episode again and read its last state."""
-    torch.set_num_threads(1)  # per-step inference: fastest on one thread (as imitate eval)
+    use_one_inference_thread()  # as imitate eval
     policy = load_checkpoint(checkpoint).policy
     env = gymnasium.make(envs.ENV_ID)
     expert = ScriptedExpert()
     found = []
     try:
-        for row in rows:
-            job = EpisodeJob(row["split"], row["task"], row["episode"], header["seed"],
+        for was in logged:
+            job = EpisodeJob(was.split, was.task, was.episode, header["seed"],
                              header["ensemble"], False, header["demo_noise"])
             result = run_episode(policy, env, expert, job)
             same = (result.stage, result.failure, result.steps) == (
-                row["stage"], row["failure"], row["steps"])
-            state = last_state(env, parse_task(row["task"]))
-            found.append({"task": row["task"], "episode": row["episode"],
-                          "num_stages": row["num_stages"], "failure": row["failure"],
+                was.stage, was.failure, was.steps)
+            state = last_state(env, parse_task(was.task))
+            found.append({"task": was.task, "episode": was.episode,
+                          "num_stages": was.num_stages, "failure": was.failure,
                           "stage": result.stage, "replayed_as_logged": same, **state})
-            print(f"{row['task']!r} episode {row['episode']}: {row['failure']}, stage "
-                  f"{result.stage}/{row['num_stages']}, {state['satisfied_any_order']} "
+            print(f"{was.task!r} episode {was.episode}: {was.failure}, stage "
+                  f"{result.stage}/{was.num_stages}, {state['satisfied_any_order']} "
                   f"satisfied in any order, {state['class']}"
                   + ("" if same else " (the replay ended otherwise than the log)"), flush=True)
     finally:

@@ -22,14 +22,13 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from matplotlib.figure import Figure
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 import envs  # noqa: E402
-from imitate.evaluation import EvalConfig, evaluate  # noqa: E402
+from imitate.evaluation import EvalConfig, evaluate, use_one_inference_thread  # noqa: E402
 from imitate.files import atomic_write_bytes  # noqa: E402
 from imitate.report import wilson_interval  # noqa: E402
 
@@ -123,10 +122,7 @@ def main() -> None:
     parser.add_argument("--plot-only", action="store_true", help="evaluate nothing new")
     args = parser.parse_args()
     tasks = args.tasks.split(",") if args.tasks else default_tasks()
-    # as in `imitate eval`: per-step inference is many small operations, fastest on 1 torch
-    # thread; torch's default (a thread per core) oversubscribes the cores when another process
-    # holds one, as the reference run's second lane does
-    torch.set_num_threads(1)
+    use_one_inference_thread()  # as imitate eval; the default oversubscribes the cores
     for run in args.runs:
         if not (run / "metrics.jsonl").exists():
             parser.error(f"{run} holds no training run (no metrics.jsonl)")
