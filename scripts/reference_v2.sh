@@ -4,16 +4,21 @@
 # finished step is a no-op). Logs go to runs/ref2-logs/.
 #
 #   bash scripts/reference_v2.sh data      # demos of all 140 training tasks
-#   bash scripts/reference_v2.sh runs      # per variant: train, success of the kept weights
-#                                          # on fixed training tasks, then the paper's protocol
-#                                          # on every test task (20 episodes) and training task
-#                                          # (10). Two lanes, one core each: full conditioning
-#                                          # with DAgger, then its ensemble sweep (E = 1, 2, 5,
-#                                          # 10 on 16 training tasks of 1 to 4 stages); final-
-#                                          # state conditioning with DAgger, then (BC=1, the
-#                                          # default) full conditioning with behaviour cloning,
-#                                          # evaluated on the test tasks in that lane and on
-#                                          # the training tasks in the first
+#   bash scripts/reference_v2.sh runs      # train each variant, the success of its kept
+#                                          # weights on fixed training tasks, then the paper's
+#                                          # protocol on every test task (20 episodes) and
+#                                          # training task (10). Two lanes, one core each, in
+#                                          # the order the results are needed:
+#                                          #   lane 1: final-state conditioning with DAgger
+#                                          #     (the shipped policy): train, test tasks,
+#                                          #     training tasks; then the full run's training
+#                                          #     tasks and its ensemble sweep (E = 1, 2, 5, 10
+#                                          #     on 16 training tasks of 1 to 4 stages)
+#                                          #   lane 2: full conditioning with DAgger: train,
+#                                          #     test tasks; then (BC=1, the default) full
+#                                          #     conditioning with behaviour cloning: train,
+#                                          #     test tasks
+#                                          # and last, on both cores, BC on the training tasks
 #   bash scripts/reference_v2.sh figure    # the learning curves of every run in one figure
 #   bash scripts/reference_v2.sh all       # the three above, in order
 #
@@ -60,19 +65,14 @@ curves_run() {  # NAME: evaluate the run's snapshots on the fixed training tasks
         >> "$LOGS/curves.log" 2>&1
 }
 
-evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 per training task
+evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 per training
+    # task, in EVAL_WORKERS processes (default 1)
     local run=$RUNS/$1 split=$2 episodes
     shift 2
     episodes=$([[ $split == test ]] && echo 20 || echo 10)
     "$IMITATE" eval --checkpoint "$run/policy.pt" --split "$split" \
-        --episodes-per-task "$episodes" --workers 1 --quiet "$@" \
+        --episodes-per-task "$episodes" --workers "${EVAL_WORKERS:-1}" --quiet "$@" \
         >> "$LOGS/eval-$(basename "$run").log" 2>&1
-}
-
-evaluate_run() {  # NAME [--no-expert]: test split, then training split; each resumes
-    local name=$1
-    shift
-    evaluate_split "$name" test "$@" && evaluate_split "$name" train "$@"
 }
 
 sweep_tasks() {  # the suite's first 4 training tasks of each stage count 1 to 4
@@ -93,49 +93,57 @@ sweep_run() {  # NAME: the ensemble sweep (paper Table 5), 20 episodes per task,
     done
 }
 
-pipeline() {  # NAME CONDITIONING dagger|bc STEPS [EVAL FLAGS...]: each step after the one
-    # before
+train_and_curves() {  # NAME CONDITIONING dagger|bc STEPS: train (or resume), mark the
+    # run trained (LOGS/NAME.trained, which another lane may wait for), then its learning curves
     local name=$1 conditioning=$2 algo=$3 steps=$4
-    shift 4
     local training=(--algo bc)
     if [[ $algo == dagger ]]; then training=("${DAGGER[@]}"); fi
     train_run "$name" "$steps" --conditioning "$conditioning" "${training[@]}" || return
-    curves_run "$name" || return
-    evaluate_run "$name" "$@"
+    touch "$LOGS/$name.trained"
+    curves_run "$name"
 }
 
-BC_TRAINED=$LOGS/ref2-full-bc.trained  # written when the BC run has finished training
-
-bc_lane() {  # behaviour cloning: train, curves, then the evaluation on the test tasks
-    rm -f "$BC_TRAINED"
-    train_run ref2-full-bc "$STEPS" --conditioning full --algo bc || return
-    touch "$BC_TRAINED"
-    curves_run ref2-full-bc || return
-    evaluate_split ref2-full-bc test --no-expert
-}
-
-bc_training_split() {  # PID: once the BC run of lane PID has trained, evaluate it on the
-    # training tasks (so its two evaluations run side by side, one per core)
-    until [[ -f $BC_TRAINED ]]; do
-        # that lane has stopped without training BC: nothing to evaluate
-        kill -0 "$1" 2> /dev/null || [[ -f $BC_TRAINED ]] || return 1
+wait_trained() {  # NAME PID: until run NAME, trained in lane PID, has finished training; fails
+    # when that lane has stopped without training it
+    until [[ -f $LOGS/$1.trained ]]; do
+        kill -0 "$2" 2> /dev/null || [[ -f $LOGS/$1.trained ]] || return 1
         sleep "${POLL_SECONDS:-60}"
     done
-    evaluate_split ref2-full-bc train --no-expert
 }
 
-runs() {  # the final-state run trains faster, so its evaluation also runs the expert (Demo),
-    # and behaviour cloning then takes its core while the full-conditioning lane goes on; the
-    # full-conditioning lane, once done, evaluates the BC run on the training tasks
-    (pipeline ref2-final-dagger final dagger "$FINAL_STEPS" \
-        && if [[ $BC == 1 ]]; then bc_lane; fi) &
-    local final=$!
-    (pipeline ref2-full-dagger full dagger "$STEPS" --no-expert && sweep_run ref2-full-dagger \
-        && if [[ $BC == 1 ]]; then bc_training_split "$final"; fi) &
-    local full=$!
+final_lane() {  # FULL_LANE_PID: the shipped variant first, then the full run's longer tail
+    # (which does not depend on the final-state run: it runs even when that run failed)
     local status=0
-    wait "$full" || status=$?
+    { train_and_curves ref2-final-dagger final dagger "$FINAL_STEPS" \
+        && evaluate_split ref2-final-dagger test \
+        && evaluate_split ref2-final-dagger train; } || status=$?  # test: also runs the expert
+    { wait_trained ref2-full-dagger "$1" \
+        && evaluate_split ref2-full-dagger train --no-expert \
+        && sweep_run ref2-full-dagger; } || status=$?
+    return "$status"
+}
+
+full_lane() {
+    train_and_curves ref2-full-dagger full dagger "$STEPS" || return
+    evaluate_split ref2-full-dagger test --no-expert || return
+    if [[ $BC == 1 ]]; then
+        train_and_curves ref2-full-bc full bc "$STEPS" || return
+        evaluate_split ref2-full-bc test --no-expert
+    fi
+}
+
+runs() {  # the two lanes side by side, then BC's training tasks on both cores
+    rm -f "$LOGS"/*.trained  # a mark from an earlier, shorter --steps would not hold
+    full_lane &
+    local full=$!
+    final_lane "$full" &
+    local final=$!
+    local status=0
     wait "$final" || status=$?
+    wait "$full" || status=$?  # a failed full run also stops lane 1's tail: report its status
+    if [[ $status == 0 && $BC == 1 ]]; then
+        EVAL_WORKERS=2 evaluate_split ref2-full-bc train --no-expert || status=$?
+    fi
     return "$status"
 }
 

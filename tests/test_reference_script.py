@@ -1,5 +1,6 @@
-"""``scripts/reference_v2.sh runs``: the order of the reference run's steps in its two lanes, a
-failed step stopping its lane, and behaviour cloning's two evaluations shared between the lanes.
+"""``scripts/reference_v2.sh runs``: the order of the reference run's steps in its two lanes, the
+final-state lane waiting for the full run before evaluating it, a failed step stopping only what
+depends on it, and behaviour cloning's training tasks last, on both cores.
 
 The script is real bash; the ``imitate`` and ``python`` it calls are stand-ins (``IMITATE`` and
 ``PYTHON``) that write each call to a trace file and, for ``train``, the checkpoint a later step
@@ -71,30 +72,42 @@ def position(trace: list[str], prefix: str) -> int:
     return found[0]
 
 
-def test_each_lane_runs_its_steps_in_order_and_bc_evaluations_share_the_lanes(
+def test_each_lane_runs_its_steps_in_order_and_bc_training_tasks_come_last(
         tmp_path: Path) -> None:
-    # Full conditioning trains longest, so BC finishes training while that lane still trains.
-    status, trace = run_lanes(tmp_path, TRAIN_SECONDS_ref2_full_dagger="4")
+    status, trace = run_lanes(tmp_path)
     assert status == 0, trace
-    full_steps = ["END ref2-full-dagger train", "PYTHON scripts/learning_curves.py --runs "
-                  f"{tmp_path}/runs/ref2-full-dagger", "START ref2-full-dagger eval --split test",
-                  "START ref2-full-dagger eval --split train"]
-    full_steps += [f"START ref2-full-dagger eval --tasks ab,abc --episodes-per-task 20 "
-                   f"--ensemble {copies} --no-expert" for copies in (1, 2, 5, 10)]
-    final_steps = ["END ref2-final-dagger train", "START ref2-final-dagger eval --split test",
-                   "START ref2-final-dagger eval --split train", "START ref2-full-bc train",
-                   "END ref2-full-bc train", "START ref2-full-bc eval --split test"]
-    for steps in (full_steps, final_steps):
+    sweep = [f"ref2-full-dagger eval --tasks ab,abc --episodes-per-task 20 --ensemble {copies} "
+             "--no-expert" for copies in (1, 2, 5, 10)]
+    final_lane = ["END ref2-final-dagger train", "PYTHON scripts/learning_curves.py --runs "
+                  f"{tmp_path}/runs/ref2-final-dagger", "START ref2-final-dagger eval --split test",
+                  "START ref2-final-dagger eval --split train",
+                  "START ref2-full-dagger eval --split train"] + [f"START {s}" for s in sweep]
+    full_lane = ["END ref2-full-dagger train", "PYTHON scripts/learning_curves.py --runs "
+                 f"{tmp_path}/runs/ref2-full-dagger", "START ref2-full-dagger eval --split test",
+                 "START ref2-full-bc train", "END ref2-full-bc train",
+                 "START ref2-full-bc eval --split test"]
+    for steps in (final_lane, full_lane):
         at = [position(trace, step) for step in steps]
         assert at == sorted(at), steps
-    # BC's training-task evaluation waits for the full lane's sweep, its test-task one does not.
+    # BC's training tasks wait for both lanes, and then take both cores.
     bc_train = position(trace, "START ref2-full-bc eval --split train")
-    assert bc_train > position(trace, "END ref2-full-dagger eval --tasks ab,abc "
-                               "--episodes-per-task 20 --ensemble 10")
-    assert position(trace, "START ref2-full-bc eval --split test") < position(
-        trace, "START ref2-full-dagger eval --split test")
-    assert "--no-expert" in trace[bc_train]
+    assert bc_train > position(trace, f"END {sweep[-1]}")
+    assert bc_train > position(trace, "END ref2-full-bc eval --split test")
+    assert "--workers 2" in trace[bc_train] and "--no-expert" in trace[bc_train]
+    assert "--workers 1" in trace[position(trace, "START ref2-final-dagger eval --split train")]
+    # Only the final-state run's evaluation runs the expert.
     assert "--no-expert" not in trace[position(trace, "START ref2-final-dagger eval --split test")]
+    assert "--no-expert" in trace[position(trace, "START ref2-full-dagger eval --split train")]
+
+
+def test_final_state_lane_waits_for_the_full_run_before_evaluating_it(tmp_path: Path) -> None:
+    status, trace = run_lanes(tmp_path, TRAIN_SECONDS_ref2_full_dagger="1.5")
+    assert status == 0, trace
+    assert position(trace, "START ref2-full-dagger eval --split train") > position(
+        trace, "END ref2-full-dagger train")
+    # ... and does not wait to evaluate its own run.
+    assert position(trace, "START ref2-final-dagger eval --split train") < position(
+        trace, "END ref2-full-dagger train")
 
 
 def test_bc_training_split_waits_for_bc_training(tmp_path: Path) -> None:
@@ -105,17 +118,20 @@ def test_bc_training_split_waits_for_bc_training(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("failing", ["ref2-final-dagger", "ref2-full-dagger"])
-def test_a_failed_training_stops_its_lane_and_fails_the_script(tmp_path: Path,
-                                                               failing: str) -> None:
+def test_a_failed_training_stops_what_depends_on_it_and_fails_the_script(tmp_path: Path,
+                                                                         failing: str) -> None:
     status, trace = run_lanes(tmp_path, FAIL_TRAIN=failing)
     assert status == 3
     assert not any(line.startswith(f"START {failing} eval") for line in trace), trace
+    # The full run's evaluations do not depend on the final-state run, nor the final-state
+    # run's on the full run.
     other = "ref2-full-dagger" if failing == "ref2-final-dagger" else "ref2-final-dagger"
     assert any(line.startswith(f"START {other} eval --split train") for line in trace), trace
-    # BC trains in the final-state lane: it never starts when that lane failed, and nothing
-    # then waits for it.
-    assert any(line.startswith("START ref2-full-bc") for line in trace) == (
-        failing == "ref2-full-dagger")
+    # BC trains after the full run, in its lane; its training tasks wait for both lanes to
+    # succeed.
+    assert any(line.startswith("START ref2-full-bc train") for line in trace) == (
+        failing == "ref2-final-dagger")
+    assert not any(line.startswith("START ref2-full-bc eval --split train") for line in trace)
 
 
 def test_bc_0_skips_behaviour_cloning(tmp_path: Path) -> None:
