@@ -47,8 +47,8 @@ PAPER_TEST = {2: (95.8, 94.9, 95.9, 92.8, 94.1), 4: (77.6, 77.0, 74.8, 77.2, 75.
 PAPER_FAILURES_8 = (21.2, 14.1, 62.4, 2.4)
 #: Table 5: DAgger at 1 stage with 1 and with 10 demo copies (%).
 PAPER_ENSEMBLE_1_STAGE = {1: 91.9, 10: 99.1}
-SPLITS = {"test": ("unseen", "unseen test tasks", PAPER_TEST),
-          "train": ("seen", "training tasks", PAPER_TRAIN)}
+SPLITS = {"test": ("unseen", "unseen: test tasks", PAPER_TEST),
+          "train": ("seen", "seen: training tasks", PAPER_TRAIN)}
 
 
 def read_report(folder: Path) -> dict | None:
