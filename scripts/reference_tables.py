@@ -12,6 +12,11 @@ folders: ``eval-test`` (every test task of the suite), ``eval-train`` (every tra
 for the sweep, ``eval-ensemble-E``. Rows are labelled by class, as the reports are: a test-split
 row counts only tasks whose class the checkpoint never trained on (``unseen``). Intervals are
 95% Wilson intervals; a report without a stage count leaves that cell empty.
+
+An evaluation that is still running, or was stopped, has an episode log (``episodes.jsonl``)
+and no report yet: its rows then count only the tasks whose episodes are all in the log, and
+the output says which variants are partial. A cell whose episode count differs from its row's
+(the first variant's) gives its own as ``(n = N)``.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import argparse
 import io
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -28,8 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from envs.predicates import FAILURE_CLASSES  # noqa: E402
+from imitate.episode_log import read_log  # noqa: E402
+from imitate.evaluation import LOG_NAME, EpisodeResult  # noqa: E402
 from imitate.files import atomic_write_bytes  # noqa: E402
 from imitate.report import OUTCOME_TITLES, OUTCOMES  # noqa: E402
+from imitate.report import stage_rows as rows_of_results  # noqa: E402
 
 #: Columns of the paper's Tables 3 and 4 (success %).
 PAPER_COLUMNS = ("Demo", "DAgger", "BC", "Snapshot", "Final state")
@@ -52,8 +61,33 @@ SPLITS = {"test": ("unseen", "unseen: test tasks", PAPER_TEST),
 
 
 def read_report(folder: Path) -> dict | None:
+    """The report ``imitate eval`` wrote into ``folder``; without one, the rows of its episode
+    log (``partial_report``); None when the folder holds neither."""
     path = folder / "report.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if path.is_file():
+        return json.loads(path.read_text())
+    log = folder / LOG_NAME
+    return partial_report(log) if log.is_file() else None
+
+
+def partial_report(log: Path) -> dict:
+    """``by_stages`` rows of the tasks whose episodes are all in the episode log ``log``, and
+    ``partial``: how many tasks that is, of how many begun. ``ValueError`` (one line) when the
+    file is not an episode log."""
+    first_line = log.read_text().split("\n", 1)[0]
+    try:
+        header = json.loads(first_line)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or "episodes_per_task" not in header:
+        raise ValueError(f"{log} is not an imitate episode log")
+    fields = {k: v for k, v in header.items() if k not in ("format", "format_version")}
+    results = read_log(log, fields, EpisodeResult)
+    episodes = Counter(result.task for result in results)
+    complete = {task for task, n in episodes.items() if n == header["episodes_per_task"]}
+    rows = rows_of_results([result for result in results if result.task in complete])
+    return {"by_stages": [row.to_json() for row in rows],
+            "partial": {"complete_tasks": len(complete), "begun_tasks": len(episodes)}}
 
 
 def stage_rows(report: dict | None, novelty: str) -> dict[int, dict]:
@@ -81,6 +115,28 @@ def expert_cell(rows: list[dict | None]) -> str:
     return ""
 
 
+def counted_cell(row: dict | None, episodes: int | str) -> str:
+    """The success cell in bold, with its own episode count where it is not the row's."""
+    text = cell(row, bold=True)
+    if row is not None and row["episodes"] != episodes:
+        text += f" (n = {row['episodes']})"
+    return text
+
+
+def partial_notes(variants: list[tuple[str, Path]]) -> list[str]:
+    """One line per evaluation that has an episode log but no report yet."""
+    notes = []
+    for name, run in variants:
+        for split in SPLITS:
+            report = read_report(run / f"eval-{split}")
+            if report is not None and "partial" in report:
+                done, log = report["partial"], run / f"eval-{split}" / LOG_NAME
+                notes.append(f"- ours: {name}, {split} tasks: partial (no report yet): the "
+                             f"{done['complete_tasks']} tasks with all their episodes of the "
+                             f"{done['begun_tasks']} begun in `{log}`.")
+    return notes
+
+
 def success_table(variants: list[tuple[str, Path]]) -> list[str]:
     names = [name for name, _ in variants]
     lines = ["| tasks | stages | tasks | episodes | " + " | ".join(f"ours: {n}" for n in names)
@@ -95,7 +151,7 @@ def success_table(variants: list[tuple[str, Path]]) -> list[str]:
             paper_cells = ([f"{value:.1f}" for value in paper[stages]] if stages in paper
                            else [""] * len(PAPER_COLUMNS))
             lines.append(f"| {label} | {stages} | {counts[0]} | {counts[1]} | "
-                         + " | ".join(cell(row, bold=True) for row in rows)
+                         + " | ".join(counted_cell(row, counts[1]) for row in rows)
                          + f" | {expert_cell(rows)} | " + " | ".join(paper_cells) + " |")
     return lines
 
@@ -197,7 +253,14 @@ def main() -> None:
         if not Path(run).is_dir():
             parser.error(f"--variant {text!r}: {run} is not a folder")
         variants.append((name, Path(run)))
-    lines = ["## Success by stage count", "", *success_table(variants), ""]
+    try:
+        lines = ["## Success by stage count", "", *success_table(variants), ""]
+        notes = partial_notes(variants)
+    except ValueError as error:  # an episode log that is not one
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if notes:
+        lines += [*notes, ""]
     for name, run in variants:
         lines += [*failure_table(name, run), ""]
         gaps = gap_table(name, run)

@@ -356,3 +356,44 @@ def test_reference_tables_put_our_rows_beside_the_papers(tmp_path: Path) -> None
     bad = subprocess.run([sys.executable, str(script), "--variant", "final", "--markdown",
                           str(tmp_path / "x.md")], capture_output=True, text=True)
     assert bad.returncode == 2 and "NAME=RUN" in bad.stderr
+
+
+def test_reference_tables_count_only_the_complete_tasks_of_an_evaluation_without_report(
+        tmp_path: Path) -> None:
+    """An evaluation still running (or stopped) has an episode log and no report: its rows
+    count only the tasks with all their episodes, the output says it is partial, and its cell
+    gives its own episode count beside a complete variant's."""
+    complete = tmp_path / "complete" / "eval-train"
+    done = run_cli("eval", "--checkpoint", "pretrained", "--tasks", "ba,bc a",  # 1-stage, train
+                   "--episodes-per-task", "2", "--ensemble", "1", "--no-expert", "--workers", "1",
+                   "--quiet", "--compile", "off", "--out", str(complete))
+    assert done.returncode == 0, done.stderr
+    running = tmp_path / "running" / "eval-train"
+    running.mkdir(parents=True)
+    lines = (complete / "episodes.jsonl").read_text().splitlines(keepends=True)
+    records = [json.loads(line) for line in lines[1:]]
+    kept = [line for line, record in zip(lines[1:], records, strict=True)
+            if record is not records[-1]]
+    (running / "episodes.jsonl").write_text(lines[0] + "".join(kept))  # one episode to go
+    script = Path(__file__).resolve().parents[1] / "scripts" / "reference_tables.py"
+    done = subprocess.run([sys.executable, str(script), "--variant",
+                           f"complete={tmp_path / 'complete'}", "--variant",
+                           f"running={tmp_path / 'running'}", "--markdown",
+                           str(tmp_path / "results.md")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    table = (tmp_path / "results.md").read_text().splitlines()
+    row = next(line for line in table if line.startswith("| seen: training tasks | 1 |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert cells[2:4] == ["2", "4"]  # the complete variant's tasks and episodes
+    assert cells[5].endswith("(n = 2)") and "(n =" not in cells[4], row
+    assert any(line.startswith("- ours: running, train tasks: partial (no report yet): the 1 "
+                               "tasks with all their episodes of the 2 begun") for line in table)
+    outcomes = table[table.index("Outcomes of **running** (% of episodes, 95% intervals):"):]
+    assert any(line.startswith("| seen: training tasks | 1 | 2 |") for line in outcomes)
+    # A file there that is not an episode log: one line, exit 2.
+    (running / "episodes.jsonl").write_text("not a log\n")
+    bad = subprocess.run([sys.executable, str(script), "--variant",
+                          f"running={tmp_path / 'running'}", "--markdown", str(tmp_path / "x.md")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "is not an imitate episode log" in bad.stderr
