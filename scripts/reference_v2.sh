@@ -11,14 +11,13 @@
 #                                          # the order the results are needed:
 #                                          #   lane 1: final-state conditioning with DAgger
 #                                          #     (the shipped policy): train, test tasks,
-#                                          #     training tasks; then the full run's training
-#                                          #     tasks and its ensemble sweep (E = 1, 2, 5, 10
-#                                          #     on 16 training tasks of 1 to 4 stages)
+#                                          #     training tasks; then the full run's ensemble
+#                                          #     sweep (E = 1, 2, 5, 10 on 16 training tasks
+#                                          #     of 1 to 4 stages); then BC's training tasks
 #                                          #   lane 2: full conditioning with DAgger: train,
 #                                          #     test tasks; then (BC=1, the default) full
 #                                          #     conditioning with behaviour cloning: train,
-#                                          #     test tasks
-#                                          # and last, on both cores, BC on the training tasks
+#                                          #     test tasks; then the full run's training tasks
 #   bash scripts/reference_v2.sh figure    # the learning curves of every run in one figure
 #   bash scripts/reference_v2.sh all       # the three above, in order
 #
@@ -113,28 +112,33 @@ wait_trained() {  # NAME PID: until run NAME, trained in lane PID, has finished 
     done
 }
 
-final_lane() {  # FULL_LANE_PID: the shipped variant first, then the full run's longer tail
-    # (which does not depend on the final-state run: it runs even when that run failed)
+final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for lane 2's runs
+    # (none of it depends on the final-state run: it runs even when that run failed)
     local status=0
     { train_and_curves ref2-final-dagger final dagger "$FINAL_STEPS" \
         && evaluate_split ref2-final-dagger test \
         && evaluate_split ref2-final-dagger train; } || status=$?  # test: also runs the expert
-    { wait_trained ref2-full-dagger "$1" \
-        && evaluate_split ref2-full-dagger train --no-expert \
-        && sweep_run ref2-full-dagger; } || status=$?
+    { wait_trained ref2-full-dagger "$1" && sweep_run ref2-full-dagger; } || status=$?
+    if [[ $BC == 1 ]]; then
+        { wait_trained ref2-full-bc "$1" \
+            && evaluate_split ref2-full-bc train --no-expert; } || status=$?
+    fi
     return "$status"
 }
 
-full_lane() {
+full_lane() {  # the full run, then BC (trained after it), then the full run's training tasks
     train_and_curves ref2-full-dagger full dagger "$STEPS" || return
-    evaluate_split ref2-full-dagger test --no-expert || return
+    local status=0
+    evaluate_split ref2-full-dagger test --no-expert || status=$?
     if [[ $BC == 1 ]]; then
-        train_and_curves ref2-full-bc full bc "$STEPS" || return
-        evaluate_split ref2-full-bc test --no-expert
+        { train_and_curves ref2-full-bc full bc "$STEPS" \
+            && evaluate_split ref2-full-bc test --no-expert; } || status=$?
     fi
+    evaluate_split ref2-full-dagger train --no-expert || status=$?
+    return "$status"
 }
 
-runs() {  # the two lanes side by side, then BC's training tasks on both cores
+runs() {  # the two lanes side by side, each on one core
     rm -f "$LOGS"/*.trained  # a mark from an earlier, shorter --steps would not hold
     full_lane &
     local full=$!
@@ -143,9 +147,6 @@ runs() {  # the two lanes side by side, then BC's training tasks on both cores
     local status=0
     wait "$final" || status=$?
     wait "$full" || status=$?  # a failed full run also stops lane 1's tail: report its status
-    if [[ $status == 0 && $BC == 1 ]]; then
-        EVAL_WORKERS=2 evaluate_split ref2-full-bc train --no-expert || status=$?
-    fi
     return "$status"
 }
 
