@@ -66,13 +66,12 @@ curves_run() {  # NAME: evaluate the run's snapshots on the fixed training tasks
         >> "$LOGS/curves.log" 2>&1
 }
 
-evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 per training
-    # task, in EVAL_WORKERS processes (default 1)
+evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 per training task
     local run=$RUNS/$1 split=$2 episodes
     shift 2
     episodes=$([[ $split == test ]] && echo 20 || echo 10)
     "$IMITATE" eval --checkpoint "$run/policy.pt" --split "$split" \
-        --episodes-per-task "$episodes" --workers "${EVAL_WORKERS:-1}" --quiet "$@" \
+        --episodes-per-task "$episodes" --workers 1 --quiet "$@" \
         >> "$LOGS/eval-$(basename "$run").log" 2>&1
 }
 
