@@ -15,9 +15,10 @@
 #                                          #     sweep (E = 1, 2, 5, 10 on 16 training tasks
 #                                          #     of 1 to 4 stages); then BC's training tasks
 #                                          #   lane 2: full conditioning with DAgger: train,
-#                                          #     test tasks; then (BC=1, the default) full
-#                                          #     conditioning with behaviour cloning: train,
-#                                          #     test tasks; then the full run's training tasks
+#                                          #     test tasks, training tasks; then (BC=1, the
+#                                          #     default) full conditioning with behaviour
+#                                          #     cloning: train, test tasks. Every DAgger
+#                                          #     result comes before BC's, which can be cut
 #   bash scripts/reference_v2.sh figure    # the learning curves of every run in one figure
 #   bash scripts/reference_v2.sh all       # the three above, in order
 #
@@ -125,15 +126,15 @@ final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for 
     return "$status"
 }
 
-full_lane() {  # the full run, then BC (trained after it), then the full run's training tasks
+full_lane() {  # the full run and both its evaluations, then BC (trained after it)
     train_and_curves ref2-full-dagger full dagger "$STEPS" || return
     local status=0
     evaluate_split ref2-full-dagger test --no-expert || status=$?
+    evaluate_split ref2-full-dagger train --no-expert || status=$?
     if [[ $BC == 1 ]]; then
         { train_and_curves ref2-full-bc full bc "$STEPS" \
             && evaluate_split ref2-full-bc test --no-expert; } || status=$?
     fi
-    evaluate_split ref2-full-dagger train --no-expert || status=$?
     return "$status"
 }
 
