@@ -11,7 +11,8 @@ The file (``episodes.jsonl`` in the report folder) is text, one JSON object per 
   ``EpisodeResult``), written with one ``write``, flushed and fsynced before the next one, so a
   crash or a kill loses at most the line being written.
 
-``read_log`` checks the header and parses the records. A last line cut short by a crash (no
+``read_log`` checks the header and parses the records; ``read_header`` gives the header of any
+log, for readers that do not resume it. A last line cut short by a crash (no
 newline at its end, or not JSON) is dropped with a logged warning; any other line that is not a
 record is an error. ``appending`` rewrites the log atomically (``imitate.files``) with the
 header and the records to keep, then yields a function that appends one record durably.
@@ -94,6 +95,23 @@ def _record(path: Path, number: int, line: str, record_type: type[Record]) -> Re
     if not isinstance(data, dict) or set(data) != names:
         raise EpisodeLogError(f"{path}: line {number} is not an episode record; {_WAYS_OUT}")
     return record_type(**data)
+
+
+def read_header(path: Path) -> dict[str, Any]:
+    """The header fields of the episode log at ``path`` (without ``format`` and
+    ``format_version``), for readers that take any log: ``EpisodeLogError`` (one line) when its
+    first line is not our header."""
+    with Path(path).open("rb") as handle:
+        line = handle.readline().decode("utf-8", errors="replace")
+    try:
+        found = json.loads(line)
+    except ValueError:
+        found = None
+    if not isinstance(found, dict) or found.get("format") != LOG_FORMAT:
+        raise EpisodeLogError(f"{path} is not an imitate episode log (its first line is not "
+                              "the header imitate writes)")
+    return {name: value for name, value in found.items()
+            if name not in ("format", "format_version")}
 
 
 def read_log(path: Path, fields: dict[str, Any], record_type: type[Record]) -> list[Record]:

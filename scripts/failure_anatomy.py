@@ -41,7 +41,7 @@ from envs.expert.world import observe  # noqa: E402
 from envs.predicates import layout_status  # noqa: E402
 from envs.tasks import TABLE, Task, parse_task  # noqa: E402
 from imitate.checkpoint import load_checkpoint  # noqa: E402
-from imitate.episode_log import read_log  # noqa: E402
+from imitate.episode_log import read_header, read_log  # noqa: E402
 from imitate.evaluation import (  # noqa: E402
     LOG_NAME,
     EpisodeJob,
@@ -90,8 +90,7 @@ def last_state(env: Any, task: Task) -> dict[str, Any]:
 def failed_episodes(log: Path, per_stages: int) -> tuple[dict[str, Any], list[EpisodeResult]]:
     """The log's header and its first ``per_stages`` failed episodes of each stage count (a
     log still being written is read up to its last complete line)."""
-    with log.open() as handle:
-        header = json.loads(handle.readline())
+    header = read_header(log)
     taken: Counter[int] = Counter()
     chosen = []
     for result in read_log(log, header, EpisodeResult):
@@ -162,7 +161,10 @@ def main() -> None:
     checkpoint = args.checkpoint
     if checkpoint is None:
         checkpoint = Path(json.loads((args.report / "config.json").read_text())["checkpoint"])
-    header, rows = failed_episodes(log, args.per_stages)
+    try:
+        header, rows = failed_episodes(log, args.per_stages)
+    except ValueError as error:  # a file there that is not an episode log
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     found = replay(checkpoint, header, rows)
     if args.json is not None:
         args.json.write_text(json.dumps(found, indent=1) + "\n")

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from envs.predicates import FAILURE_CLASSES  # noqa: E402
-from imitate.episode_log import read_log  # noqa: E402
+from imitate.episode_log import read_header, read_log  # noqa: E402
 from imitate.evaluation import LOG_NAME, EpisodeResult  # noqa: E402
 from imitate.files import atomic_write_bytes  # noqa: E402
 from imitate.report import OUTCOME_TITLES, OUTCOMES  # noqa: E402
@@ -74,15 +74,8 @@ def partial_report(log: Path) -> dict:
     """``by_stages`` rows of the tasks whose episodes are all in the episode log ``log``, and
     ``partial``: how many tasks that is, of how many begun. ``ValueError`` (one line) when the
     file is not an episode log."""
-    first_line = log.read_text().split("\n", 1)[0]
-    try:
-        header = json.loads(first_line)
-    except ValueError:
-        header = None
-    if not isinstance(header, dict) or "episodes_per_task" not in header:
-        raise ValueError(f"{log} is not an imitate episode log")
-    fields = {k: v for k, v in header.items() if k not in ("format", "format_version")}
-    results = read_log(log, fields, EpisodeResult)
+    header = read_header(log)
+    results = read_log(log, header, EpisodeResult)
     episodes = Counter(result.task for result in results)
     complete = {task for task, n in episodes.items() if n == header["episodes_per_task"]}
     rows = rows_of_results([result for result in results if result.task in complete])

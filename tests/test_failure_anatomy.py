@@ -60,3 +60,13 @@ def test_a_folder_without_an_episode_log_is_refused(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines() == [
         f"failure_anatomy.py: error: {tmp_path / 'episodes.jsonl'} is missing (is {tmp_path} "
         "an imitate eval folder?)"]
+
+
+def test_a_file_that_is_not_an_episode_log_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "episodes.jsonl").write_text("step,loss\n1,0.5\n")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--checkpoint",
+                           str(tmp_path / "unused.pt")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"failure_anatomy.py: error: {tmp_path / 'episodes.jsonl'} is not an imitate episode "
+        "log (its first line is not the header imitate writes)"]
