@@ -66,16 +66,23 @@ def _shown(header: dict[str, Any], name: str) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS - 3] + "..."
 
 
-def check_header(path: Path, line: str, fields: dict[str, Any]) -> None:
-    """``EpisodeLogError`` unless ``line`` (the log's first line) is our header holding exactly
-    ``fields``; a mismatch names the first differing field, in ``fields``' order."""
+def _parsed_header(path: Path, line: str, advice: str = "") -> dict[str, Any]:
+    """``line`` (the first line of the file at ``path``) as our full header; ``EpisodeLogError``
+    ending in ``advice`` when it is not one."""
     try:
         found = json.loads(line)
     except ValueError:
         found = None
     if not isinstance(found, dict) or found.get("format") != LOG_FORMAT:
         raise EpisodeLogError(f"{path} is not an imitate episode log (its first line is not "
-                              f"the header imitate writes); {_WAYS_OUT}")
+                              f"the header imitate writes){advice}")
+    return found
+
+
+def check_header(path: Path, line: str, fields: dict[str, Any]) -> None:
+    """``EpisodeLogError`` unless ``line`` (the log's first line) is our header holding exactly
+    ``fields``; a mismatch names the first differing field, in ``fields``' order."""
+    found = _parsed_header(path, line, f"; {_WAYS_OUT}")
     expected = _full_header(fields)
     absent = object()
     for name in [*expected, *sorted(set(found) - set(expected))]:
@@ -103,14 +110,7 @@ def read_header(path: Path) -> dict[str, Any]:
     first line is not our header."""
     with Path(path).open("rb") as handle:
         line = handle.readline().decode("utf-8", errors="replace")
-    try:
-        found = json.loads(line)
-    except ValueError:
-        found = None
-    if not isinstance(found, dict) or found.get("format") != LOG_FORMAT:
-        raise EpisodeLogError(f"{path} is not an imitate episode log (its first line is not "
-                              "the header imitate writes)")
-    return {name: value for name, value in found.items()
+    return {name: value for name, value in _parsed_header(path, line).items()
             if name not in ("format", "format_version")}
 
 
