@@ -18,7 +18,8 @@ and the script checks that each replay ends as the log says. Each last state fal
 It also counts the stages satisfied in any order (blocks resting on their targets), beside the
 env's ``stage`` (the longest complete prefix of the build order), since a policy conditioned on
 the final state alone may build the towers in another order. The checkpoint defaults to the one
-the report's ``config.json`` names.
+the report's ``config.json`` names (give ``--checkpoint`` while the evaluation still runs); one
+whose bytes are not the ones the log evaluated is refused.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from envs.expert import ScriptedExpert  # noqa: E402
 from envs.expert.world import observe  # noqa: E402
 from envs.predicates import layout_status  # noqa: E402
 from envs.tasks import TABLE, Task, parse_task  # noqa: E402
-from imitate.checkpoint import load_checkpoint  # noqa: E402
+from imitate.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint  # noqa: E402
 from imitate.episode_log import read_header, read_log  # noqa: E402
 from imitate.evaluation import (  # noqa: E402
     LOG_NAME,
@@ -49,6 +50,7 @@ from imitate.evaluation import (  # noqa: E402
     run_episode,
     use_one_inference_thread,
 )
+from imitate.files import sha256_file  # noqa: E402
 
 CLASSES = ("premature pick", "holding, destination ready", "holding a base", "empty hand")
 
@@ -143,6 +145,26 @@ def summary_table(found: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def evaluated_checkpoint(report: Path, given: Path | None, header: dict[str, Any]) -> Path:
+    """The checkpoint that wrote the log: ``given``, or the one the report's ``config.json``
+    names (an evaluation writes it when it ends). ``ValueError`` when there is none, or when its
+    bytes are not the ones the log's header records (``checkpoint_sha256``): a replay with
+    other weights would not be the logged episode."""
+    if given is None:
+        config = report / "config.json"
+        if not config.is_file():
+            raise ValueError(f"{config} is missing (an evaluation still running writes it at "
+                             "its end); give --checkpoint")
+        given = Path(json.loads(config.read_text())["checkpoint"])
+    path = resolve_checkpoint(given)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if sha256_file(path) != header["checkpoint_sha256"]:
+        raise ValueError(f"{path} is not the checkpoint that {report / LOG_NAME} evaluated "
+                         "(its sha256 differs from the log's checkpoint_sha256)")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="an 'imitate eval' output folder")
@@ -158,12 +180,10 @@ def main() -> None:
                        "eval folder?)\n")
     if args.per_stages < 1:
         parser.exit(2, f"{parser.prog}: error: --per-stages must be at least 1\n")
-    checkpoint = args.checkpoint
-    if checkpoint is None:
-        checkpoint = Path(json.loads((args.report / "config.json").read_text())["checkpoint"])
     try:
         header, rows = failed_episodes(log, args.per_stages)
-    except ValueError as error:  # a file there that is not an episode log
+        checkpoint = evaluated_checkpoint(args.report, args.checkpoint, header)
+    except ValueError as error:  # not a log, or no checkpoint that can replay it
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     found = replay(checkpoint, header, rows)
     if args.json is not None:

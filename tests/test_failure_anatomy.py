@@ -51,6 +51,29 @@ def test_a_failed_episode_replays_as_logged(tiny_policy: Path, tmp_path: Path) -
     assert found["class"] in anatomy.CLASSES
     assert 0 <= found["satisfied_any_order"] <= 2
     assert "| 2 | 1 |" in done.stdout  # the summary row of the 2-stage failures
+    # While an evaluation runs its folder has no config.json yet: --checkpoint is then needed.
+    (report / "config.json").unlink()
+    done = subprocess.run([sys.executable, str(SCRIPT), str(report)], capture_output=True,
+                          text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"failure_anatomy.py: error: {report / 'config.json'} is missing (an evaluation still "
+        "running writes it at its end); give --checkpoint"]
+    # Other weights than the log's would not replay its episodes: refused.
+    (tmp_path / "other.pt").write_bytes(tiny_policy.read_bytes() + b"\0")
+    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--checkpoint",
+                           str(tmp_path / "other.pt")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        f"failure_anatomy.py: error: {tmp_path / 'other.pt'} is not the checkpoint that "
+        f"{report / 'episodes.jsonl'} evaluated (its sha256 differs from the log's "
+        "checkpoint_sha256)"]
+    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--checkpoint",
+                           str(tmp_path / "none.pt")], capture_output=True, text=True)
+    assert done.returncode == 2 and "checkpoint not found" in done.stderr
+    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--checkpoint",
+                           str(tiny_policy)], capture_output=True, text=True)
+    assert done.returncode == 0 and "| 2 | 1 |" in done.stdout, done.stderr
 
 
 def test_a_folder_without_an_episode_log_is_refused(tmp_path: Path) -> None:
