@@ -19,6 +19,18 @@ anatomy = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(anatomy)
 
 
+def run_script(*args: Path | str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
+                          text=True)
+
+
+def refusal(*args: Path | str) -> list[str]:
+    """The script's stderr lines, after checking that it refused (exit 2)."""
+    done = run_script(*args)
+    assert done.returncode == 2, done.stderr
+    return done.stderr.strip().splitlines()
+
+
 def test_each_last_state_falls_in_its_class() -> None:
     task = parse_task("abc")  # a on b on c: b goes on c first, then a on b
     a, b, c = 0, 1, 2
@@ -43,8 +55,7 @@ def test_a_failed_episode_replays_as_logged(tiny_policy: Path, tmp_path: Path) -
     episode = json.loads((report / "episodes.jsonl").read_text().splitlines()[1])
     assert not episode["success"]  # 4 training steps on 'ab', 'ba' cannot stack 'abc'
     out = tmp_path / "anatomy.json"
-    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--per-stages", "1",
-                           "--json", str(out)], capture_output=True, text=True)
+    done = run_script(report, "--per-stages", "1", "--json", out)
     assert done.returncode == 0, done.stderr
     [found] = json.loads(out.read_text())
     assert found["replayed_as_logged"] and found["stage"] == episode["stage"]
@@ -53,43 +64,28 @@ def test_a_failed_episode_replays_as_logged(tiny_policy: Path, tmp_path: Path) -
     assert "| 2 | 1 |" in done.stdout  # the summary row of the 2-stage failures
     # While an evaluation runs its folder has no config.json yet: --checkpoint is then needed.
     (report / "config.json").unlink()
-    done = subprocess.run([sys.executable, str(SCRIPT), str(report)], capture_output=True,
-                          text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert refusal(report) == [
         f"failure_anatomy.py: error: {report / 'config.json'} is missing (an evaluation still "
         "running writes it at its end); give --checkpoint"]
     # Other weights than the log's would not replay its episodes: refused.
     (tmp_path / "other.pt").write_bytes(tiny_policy.read_bytes() + b"\0")
-    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--checkpoint",
-                           str(tmp_path / "other.pt")], capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert refusal(report, "--checkpoint", tmp_path / "other.pt") == [
         f"failure_anatomy.py: error: {tmp_path / 'other.pt'} is not the checkpoint that "
         f"{report / 'episodes.jsonl'} evaluated (its sha256 differs from the log's "
         "checkpoint_sha256)"]
-    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--checkpoint",
-                           str(tmp_path / "none.pt")], capture_output=True, text=True)
-    assert done.returncode == 2 and "checkpoint not found" in done.stderr
-    done = subprocess.run([sys.executable, str(SCRIPT), str(report), "--checkpoint",
-                           str(tiny_policy)], capture_output=True, text=True)
+    assert "checkpoint not found" in refusal(report, "--checkpoint", tmp_path / "none.pt")[0]
+    done = run_script(report, "--checkpoint", tiny_policy)
     assert done.returncode == 0 and "| 2 | 1 |" in done.stdout, done.stderr
 
 
 def test_a_folder_without_an_episode_log_is_refused(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True,
-                          text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert refusal(tmp_path) == [
         f"failure_anatomy.py: error: {tmp_path / 'episodes.jsonl'} is missing (is {tmp_path} "
         "an imitate eval folder?)"]
 
 
 def test_a_file_that_is_not_an_episode_log_is_refused(tmp_path: Path) -> None:
     (tmp_path / "episodes.jsonl").write_text("step,loss\n1,0.5\n")
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), "--checkpoint",
-                           str(tmp_path / "unused.pt")], capture_output=True, text=True)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
+    assert refusal(tmp_path, "--checkpoint", tmp_path / "unused.pt") == [
         f"failure_anatomy.py: error: {tmp_path / 'episodes.jsonl'} is not an imitate episode "
         "log (its first line is not the header imitate writes)"]
