@@ -25,6 +25,7 @@ whose bytes are not the ones the log evaluated is refused.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from collections import Counter
@@ -41,7 +42,11 @@ from envs.expert import ScriptedExpert  # noqa: E402
 from envs.expert.world import observe  # noqa: E402
 from envs.predicates import layout_status  # noqa: E402
 from envs.tasks import TABLE, Task, parse_task  # noqa: E402
-from imitate.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint  # noqa: E402
+from imitate.checkpoint import (  # noqa: E402
+    load_checkpoint,
+    read_checkpoint_bytes,
+    resolve_checkpoint,
+)
 from imitate.episode_log import read_header, read_log  # noqa: E402
 from imitate.evaluation import (  # noqa: E402
     LOG_NAME,
@@ -50,7 +55,6 @@ from imitate.evaluation import (  # noqa: E402
     run_episode,
     use_one_inference_thread,
 )
-from imitate.files import sha256_file  # noqa: E402
 
 CLASSES = ("premature pick", "holding, destination ready", "holding a base", "empty hand")
 
@@ -102,11 +106,12 @@ def failed_episodes(log: Path, per_stages: int) -> tuple[dict[str, Any], list[Ep
     return header, chosen
 
 
-def replay(checkpoint: Path, header: dict[str, Any], logged: list[EpisodeResult]
+def replay(checkpoint: Path, data: bytes, header: dict[str, Any], logged: list[EpisodeResult]
            ) -> list[dict[str, Any]]:
-    """Run each failed episode again and read its last state."""
+    """Run each failed episode again (the policy from ``data``, the bytes of ``checkpoint``)
+    and read its last state."""
     use_one_inference_thread()  # as imitate eval
-    policy = load_checkpoint(checkpoint).policy
+    policy = load_checkpoint(checkpoint, data=data).policy
     env = gymnasium.make(envs.ENV_ID)
     expert = ScriptedExpert()
     found = []
@@ -145,24 +150,25 @@ def summary_table(found: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def evaluated_checkpoint(report: Path, given: Path | None, header: dict[str, Any]) -> Path:
-    """The checkpoint that wrote the log: ``given``, or the one the report's ``config.json``
-    names (an evaluation writes it when it ends). ``ValueError`` when there is none, or when its
-    bytes are not the ones the log's header records (``checkpoint_sha256``): a replay with
-    other weights would not be the logged episode."""
+def evaluated_checkpoint(report: Path, given: Path | None, header: dict[str, Any]
+                         ) -> tuple[Path, bytes]:
+    """The checkpoint that wrote the log, and its bytes: ``given``, or the one the report's
+    ``config.json`` names (an evaluation writes it when it ends). ``ValueError`` when there is
+    none, or when its bytes are not the ones the log's header records (``checkpoint_sha256``,
+    as ``imitate.evaluation.log_header`` hashes them): other weights would not replay the
+    logged episodes."""
     if given is None:
         config = report / "config.json"
         if not config.is_file():
             raise ValueError(f"{config} is missing (an evaluation still running writes it at "
                              "its end); give --checkpoint")
         given = Path(json.loads(config.read_text())["checkpoint"])
+    data = read_checkpoint_bytes(given)  # CheckpointError (a ValueError) when it is missing
     path = resolve_checkpoint(given)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    if sha256_file(path) != header["checkpoint_sha256"]:
+    if hashlib.sha256(data).hexdigest() != header["checkpoint_sha256"]:
         raise ValueError(f"{path} is not the checkpoint that {report / LOG_NAME} evaluated "
                          "(its sha256 differs from the log's checkpoint_sha256)")
-    return path
+    return path, data
 
 
 def main() -> None:
@@ -182,10 +188,10 @@ def main() -> None:
         parser.exit(2, f"{parser.prog}: error: --per-stages must be at least 1\n")
     try:
         header, rows = failed_episodes(log, args.per_stages)
-        checkpoint = evaluated_checkpoint(args.report, args.checkpoint, header)
+        checkpoint, data = evaluated_checkpoint(args.report, args.checkpoint, header)
     except ValueError as error:  # not a log, or no checkpoint that can replay it
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    found = replay(checkpoint, header, rows)
+    found = replay(checkpoint, data, header, rows)
     if args.json is not None:
         args.json.write_text(json.dumps(found, indent=1) + "\n")
     print(summary_table(found) if found else "no failed episode in the log")
