@@ -40,6 +40,10 @@ STEPS=${STEPS:-20000}         # full conditioning, DAgger and BC
 FINAL_STEPS=${FINAL_STEPS:-40000}  # final state: 30,000 is about the CPU time of the full
 # run's 20,000; its steps 20,000 to 30,000 raised 4-stage unseen success by 15 points, so the
 # shipped run goes on to 40,000 (README, "Why these sizes")
+FINAL_FIRST_STEPS=${FINAL_FIRST_STEPS:-20000}  # a run's first --steps places its DAgger rounds
+# (a resume keeps them): the shipped run first trained 20,000 steps (last round at step 17,142)
+# and was then extended, so the final-state run trains to 20,000 first, then on to FINAL_STEPS;
+# training is deterministic, so this makes the shipped weights again
 SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-2500}
 BC=${BC:-1}  # 0: no behaviour-cloning run
 DAGGER=(--algo dagger --dagger-rounds "${DAGGER_ROUNDS:-6}"
@@ -94,12 +98,17 @@ sweep_run() {  # NAME: the ensemble sweep (paper Table 5), 20 episodes per task,
     done
 }
 
-train_and_curves() {  # NAME CONDITIONING dagger|bc STEPS: train (or resume), mark the
-    # run trained (LOGS/NAME.trained, which another lane may wait for), then its learning curves
-    local name=$1 conditioning=$2 algo=$3 steps=$4
+train_and_curves() {  # NAME CONDITIONING dagger|bc STEPS...: train (or resume) to each
+    # STEPS in turn (the first places the DAgger rounds; one already passed is a no-op), mark
+    # the run trained (LOGS/NAME.trained, which another lane may wait for), then its learning
+    # curves
+    local name=$1 conditioning=$2 algo=$3 steps
+    shift 3
     local training=(--algo bc)
     if [[ $algo == dagger ]]; then training=("${DAGGER[@]}"); fi
-    train_run "$name" "$steps" --conditioning "$conditioning" "${training[@]}" || return
+    for steps in "$@"; do
+        train_run "$name" "$steps" --conditioning "$conditioning" "${training[@]}" || return
+    done
     touch "$LOGS/$name.trained"
     curves_run "$name"
 }
@@ -115,7 +124,7 @@ wait_trained() {  # NAME PID: until run NAME, trained in lane PID, has finished 
 final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for lane 2's runs
     # (none of it depends on the final-state run: it runs even when that run failed)
     local status=0
-    { train_and_curves ref2-final-dagger final dagger "$FINAL_STEPS" \
+    { train_and_curves ref2-final-dagger final dagger "$FINAL_FIRST_STEPS" "$FINAL_STEPS" \
         && evaluate_split ref2-final-dagger test \
         && evaluate_split ref2-final-dagger train; } || status=$?  # test: also runs the expert
     { wait_trained ref2-full-dagger "$1" && sweep_run ref2-full-dagger; } || status=$?
