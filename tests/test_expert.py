@@ -22,6 +22,7 @@ from envs.expert import (
     observe,
     plan_move,
 )
+from envs.expert.clearance import arm_floor, column_floor
 from envs.expert.set_down import set_down
 from envs.expert.spots import ROOM_X, ROOM_Y
 from envs.stack_env import BlockStackEnv
@@ -254,6 +255,36 @@ def test_travel_height_clears_a_tall_tower_under_the_forearm() -> None:
     high = layout_view("cfjhe adgib", LAYOUT_8049, hand=[0.6547, 0.2392, 0.30])
     delta, _ = expert.decide(high)
     assert np.linalg.norm(delta[:2]) > 0.01, delta  # high enough: on its way
+
+
+
+#: Grasp points and columns (gx, gy, cx, cy; m) on the edge of the hand's box, where the bearing
+#: from math.atan2 instead of numpy's (its SIMD loop rounds some arguments another way) would
+#: put the column on the other side (found on an AVX-512 machine by scanning the column's x by
+#: ulps; elsewhere the two atan2 agree and these are ordinary cases).
+HAND_BOX_EDGES = ((0.6504665042629192, 0.22303967508244466, 0.5719796430542413,
+                   0.23303967508244466),
+                  (0.31534371677700074, -0.23056333399480589, 0.23470173242491799,
+                   -0.22056333399480588),
+                  (0.4939977935355684, 0.19838335040204663, 0.41347064548461143,
+                   0.20838335040204664))
+
+
+def test_column_floor_is_arm_floor_to_the_last_bit() -> None:
+    """The scalar form the planner calls per cube equals the vectorised one exactly, on random
+    points and on the hand box's edge, or the expert's demos would change."""
+    rng = np.random.default_rng(7)
+    grasps = np.column_stack([rng.uniform(0.2, 0.85, 400), rng.uniform(-0.4, 0.4, 400)])
+    columns = grasps[:50] + rng.uniform(-0.35, 0.35, (50, 2))
+    tops = rng.uniform(0.0, 0.6, 50)
+    floors = arm_floor(grasps, columns, tops)  # (400, 50)
+    scalar = np.array([[column_floor(*map(float, g), *map(float, c), float(top))
+                        for c, top in zip(columns, tops, strict=True)] for g in grasps])
+    assert np.isfinite(floors).any() and np.isinf(floors).any()  # both branches are exercised
+    np.testing.assert_array_equal(scalar, floors)
+    for gx, gy, cx, cy in HAND_BOX_EDGES:
+        floor = arm_floor(np.array([[gx, gy]]), np.array([[cx, cy]]), np.array([0.3]))[0, 0]
+        assert column_floor(gx, gy, cx, cy, 0.3) == floor, (gx, gy, cx, cy)
 
 
 def test_set_down_keeps_out_of_the_way_of_the_pending_move() -> None:
