@@ -11,12 +11,15 @@ an interrupt during start-up finds no worker half-way through loading torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -204,13 +207,42 @@ def _message(error: Exception) -> str:
     return str(error)
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM, like Ctrl-C, raises ``KeyboardInterrupt`` (message ``SIGTERM``) while a command
+    runs, so that it unwinds: worker pools are terminated, locks released and the command's
+    resume hint printed, instead of the process vanishing and its workers dying on a broken
+    pipe. ``imitate train`` installs its own handlers around its steps."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(number: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(number).name)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupted(error: KeyboardInterrupt, args: argparse.Namespace) -> str:
+    """The line printed for an interrupt: its signal (or the command's own message) and, for a
+    command that keeps finished work, how to go on (``on_interrupt`` in its defaults)."""
+    line = f"imitate: interrupted{f': {error}' if str(error) else ''}"
+    hint = getattr(args, "on_interrupt", None)
+    return f"{line}; {hint}" if hint else line
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        args.handler(args)
+        with _sigterm_interrupts():
+            args.handler(args)
     except BrokenPipeError:  # the reader went away (``imitate tasks | head -1``): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush
         return 0
@@ -218,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"imitate: error: {_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as error:
-        print(f"imitate: interrupted{f': {error}' if str(error) else ''}", file=sys.stderr)
+        print(_interrupted(error, args), file=sys.stderr)
         return 130
     return 0
 

@@ -97,7 +97,8 @@ def add_eval_commands(commands: argparse._SubParsersAction) -> None:
         "'--', with '_' for '-'; each value becomes the option's default, so a flag given on "
         "the command line wins (command line > FILE > built-in defaults), and --checkpoint may "
         "come from it. Paths in it are relative to the current folder, as typed")
-    parser.set_defaults(handler=_cmd_eval)
+    parser.set_defaults(handler=_cmd_eval, on_interrupt="the finished episodes are kept in "
+                        "the episode log: the same command runs the rest")
 
 
 def _add_episode_options(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import importlib.util
 import logging
 import multiprocessing as mp
+import signal
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -102,7 +103,10 @@ _WORKER: tuple[Any, Callable[[Any, Any], Any]] | None = None
 
 def _start_worker(args: tuple[Any, ...], setup: Callable[..., Any],
                   work: Callable[[Any, Any], Any]) -> None:
-    """Pool initializer: build this worker's state once."""
+    """Pool initializer: build this worker's state once. Ctrl-C reaches the whole process group;
+    the worker ignores it and leaves it to the parent, which stops the pool (terminating its
+    workers) instead of every worker printing a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _WORKER
     _WORKER = (setup(*args, pooled=True), work)
 

@@ -238,7 +238,9 @@ def test_an_interrupted_evaluation_resumes_where_it_stopped(tiny_policy: Path,
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130 and stderr.strip().endswith("imitate: interrupted"), stderr
+    assert process.returncode == 130 and stderr.strip().endswith(
+        "imitate: interrupted; the finished episodes are kept in the episode log: the same "
+        "command runs the rest"), stderr
     assert not (out / "report.json").exists()
     header, *records = log.read_text().splitlines()
     assert 1 <= len(records) < 4

@@ -368,7 +368,7 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
         tiny_policy: Path, tmp_path: Path, number: signal.Signals) -> None:
     import sys
@@ -398,9 +398,11 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
     assert process.poll() is None, "the evaluation ended before it could be interrupted"
     process.send_signal(number)
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == (130 if number == signal.SIGINT else -signal.SIGKILL), stderr
-    if number == signal.SIGINT:
-        assert stderr.strip().splitlines()[-1] == "imitate: interrupted"
+    assert process.returncode == (-signal.SIGKILL if number == signal.SIGKILL else 130), stderr
+    if number != signal.SIGKILL:  # one line, the workers stopped without a traceback
+        reason = ": SIGTERM" if number == signal.SIGTERM else ""
+        assert stderr.strip() == (f"imitate: interrupted{reason}; the finished episodes are kept "
+                                  "in the episode log: the same command runs the rest")
     after = contents(out)
     # Not the report: the lock's holder text, the options file and the episode log of the last
     # writer.
@@ -417,6 +419,42 @@ def test_an_interrupted_evaluation_leaves_the_earlier_report_as_it_was(
     assert run_cli(*command, "--episodes-per-task", "1", "--workers", "1",
                    "--restart").returncode == 0
 
+
+
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["SIGTERM to the command",
+                                                      "Ctrl-C to its process group"])
+def test_interrupted_demo_generation_stops_its_workers_in_one_line_and_resumes(
+        tmp_path: Path, ctrl_c: bool) -> None:
+    """SIGTERM (as a job scheduler or a session's end sends it) stops ``demos generate`` as
+    Ctrl-C does: the pool's workers stop without a traceback each, the command says in one line
+    that the same command goes on, and it does."""
+    import sys
+    import time
+
+    out = tmp_path / "demos"
+    command = ["demos", "generate", "--out", str(out), "--tasks", "abc,abcd", "--per-task", "40",
+               "--shard-size", "2", "--workers", "2", "--quiet"]
+    process = subprocess.Popen([sys.executable, "-m", "imitate.cli", *command],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_sigint, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any((out / "shards").glob("*.npz")):  # both workers are recording
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+    assert process.poll() is None, "the generation ended before it could be interrupted"
+    if ctrl_c:
+        os.killpg(process.pid, signal.SIGINT)  # what a terminal sends to the foreground job
+    else:
+        process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    reason = "" if ctrl_c else ": SIGTERM"
+    assert stderr.strip() == (f"imitate: interrupted{reason}; the finished shards are kept: "
+                              "the same command makes the rest")
+    resumed = run_cli(*command)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "kept 0 demos" not in resumed.stdout and "80 demos of 2 tasks" in resumed.stdout
+    assert run_cli("demos", "verify", str(out)).returncode == 0
 
 def test_a_malformed_run_config_is_named(tiny_demos: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"

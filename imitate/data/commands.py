@@ -67,7 +67,8 @@ def add_demos_commands(commands: argparse._SubParsersAction) -> None:
                      help="rollouts allowed per demo before giving up "
                      f"(default: {DEFAULT_MAX_ATTEMPTS})")
     gen.add_argument("--quiet", action="store_true", help="no progress bar")
-    gen.set_defaults(handler=_cmd_generate)
+    gen.set_defaults(handler=_cmd_generate, on_interrupt="the finished shards are kept: the "
+                     "same command makes the rest")
 
     verify = sub.add_parser("verify", help="check every shard against the manifest's sha256")
     verify.add_argument("dataset", type=Path, metavar="DIR")
