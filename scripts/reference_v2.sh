@@ -21,6 +21,10 @@
 #                                          #     result comes before BC's, which can be cut
 #   bash scripts/reference_v2.sh figure    # the learning curves of every run in one figure
 #   bash scripts/reference_v2.sh all       # the three above, in order
+#   bash scripts/reference_v2.sh ship      # once the final-state run's two evaluations are
+#                                          # done: ship it as `pretrained` with both reports,
+#                                          # then the results tables of every variant evaluated
+#                                          # so far and the success-against-stages figure
 #
 # On a shared machine run it as "chrt --idle 0 bash scripts/reference_v2.sh all" (Linux: it then
 # runs only on CPU time nothing else wants; "nice -n 19" elsewhere) so that interactive work and
@@ -168,12 +172,29 @@ figure() {  # every run trained so far
         --plot-only --out docs/reference-v2-curves.png >> "$LOGS/curves.log" 2>&1
 }
 
+ship() {  # the final-state run as `pretrained` (scripts/export_pretrained.py refuses a report of
+    # another checkpoint), then the tables and figure of every variant with a test-task
+    # evaluation (an unfinished one counts its finished tasks, and says so)
+    local final=$RUNS/ref2-final-dagger variants=() entry
+    "$PYTHON" scripts/export_pretrained.py "$final" --report "$final/eval-train" \
+        --report "$final/eval-test" || return
+    for entry in "DAgger, full=ref2-full-dagger" "DAgger, final state=ref2-final-dagger" \
+            "BC, full=ref2-full-bc"; do
+        if [[ -d $RUNS/${entry#*=}/eval-test ]]; then
+            variants+=(--variant "${entry%%=*}=$RUNS/${entry#*=}")
+        fi
+    done
+    "$PYTHON" scripts/reference_tables.py "${variants[@]}" \
+        --markdown docs/reference-v2-results.md --figure docs/reference-v2-success.png
+}
+
 if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then  # sourced: only define the steps
     case "${1:-all}" in
         data) data ;;
         runs) runs ;;
         figure) figure ;;
         all) data && runs && figure ;;
-        *) echo "usage: $0 data|runs|figure|all" >&2; exit 2 ;;
+        ship) ship ;;
+        *) echo "usage: $0 data|runs|figure|all|ship" >&2; exit 2 ;;
     esac
 fi

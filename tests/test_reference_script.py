@@ -52,6 +52,11 @@ echo "PYTHON $*" >> "$TRACE"
 
 def run_lanes(tmp_path: Path, **env: str) -> tuple[int, list[str]]:
     """Run ``reference_v2.sh runs`` with the stand-ins; its exit status and trace lines."""
+    return run_step(tmp_path, "runs", **env)
+
+
+def run_step(tmp_path: Path, step: str, **env: str) -> tuple[int, list[str]]:
+    """Run ``reference_v2.sh STEP`` with the stand-ins; its exit status and trace lines."""
     for name, text in (("imitate", FAKE_IMITATE), ("python", FAKE_PYTHON)):
         (tmp_path / name).write_text(text)
         (tmp_path / name).chmod(0o755)
@@ -60,7 +65,7 @@ def run_lanes(tmp_path: Path, **env: str) -> tuple[int, list[str]]:
     environment = {**os.environ, "IMITATE": str(tmp_path / "imitate"),
                    "PYTHON": str(tmp_path / "python"), "RUNS": str(tmp_path / "runs"),
                    "TRACE": str(trace), "POLL_SECONDS": "0.1", **env}
-    done = subprocess.run(["bash", str(SCRIPT), "runs"], env=environment, capture_output=True,
+    done = subprocess.run(["bash", str(SCRIPT), step], env=environment, capture_output=True,
                           text=True, timeout=120, check=False)
     return done.returncode, trace.read_text().splitlines()
 
@@ -164,3 +169,21 @@ def test_final_state_trains_to_20000_then_40000_and_each_size_can_be_overridden(
     assert trainings(both[len(first):]) == {
         "ref2-final-dagger": [("10000", True), ("45000", True)],
         "ref2-full-dagger": [("25000", True)], "ref2-full-bc": [("25000", True)]}
+
+
+def test_ship_exports_the_final_state_run_then_tables_every_evaluated_variant(
+        tmp_path: Path) -> None:
+    """``ship`` exports the final-state run with both its reports, then writes the tables and
+    figure of each variant that has a test-task evaluation (here not BC, never evaluated)."""
+    runs = tmp_path / "runs"
+    for run in ("ref2-final-dagger", "ref2-full-dagger"):
+        (runs / run / "eval-test").mkdir(parents=True)
+    status, trace = run_step(tmp_path, "ship")
+    assert status == 0, trace
+    final = runs / "ref2-final-dagger"
+    assert trace == [
+        f"PYTHON scripts/export_pretrained.py {final} --report {final}/eval-train "
+        f"--report {final}/eval-test",
+        f"PYTHON scripts/reference_tables.py --variant DAgger, full={runs}/ref2-full-dagger "
+        f"--variant DAgger, final state={final} --markdown docs/reference-v2-results.md "
+        "--figure docs/reference-v2-success.png"]
