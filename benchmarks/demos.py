@@ -7,8 +7,11 @@ demos per row make it a small share), the scaling ratio against one worker, byte
 disk, steps per demo, and for the 1-worker run (in-process) the share of wall time spent outside
 physics (everything but ``Sim.step``: expert, observation and predicate
 code, recording, compression, writing). Target (issue 4): 2 workers >= 1.8x one worker.
+``--tasks`` names the layouts to record instead (any valid layout, e.g. the 6-stage 10-cube
+``"da ec fj bghi"``); every row also gives control steps/s, the rate the expert's planner shows in.
 
-    python benchmarks/demos.py [--demos 60] [--cubes 2 5 10] [--workers 1 2] [--seed 0]
+    python benchmarks/demos.py [--demos 60] [--cubes 2 5 10 | --tasks LAYOUT ...] [--workers 1 2]
+                               [--seed 0]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import envs
 from envs.sim import Sim
+from envs.tasks import parse_task
 from imitate.data import GenerateConfig, generate
 
 
@@ -55,6 +59,14 @@ def task_with_cubes(cubes: int) -> str:
     return min(tasks, key=lambda task: abs(task.num_stages - cubes / 2)).layout
 
 
+def layouts_to_measure(cubes: list[int], tasks: list[str] | None) -> list[str]:
+    """The layouts of the rows: ``tasks`` in canonical form when given, else one suite task per
+    cube count. Raises ``ValueError`` naming an invalid layout."""
+    if tasks:
+        return [parse_task(text).layout for text in tasks]
+    return [task_with_cubes(count) for count in cubes]
+
+
 def measure(layout: str, demos: int, workers: int, seed: int) -> dict[str, float]:
     """Record ``demos`` demos of ``layout``; return rate, bytes, steps and time shares."""
     with tempfile.TemporaryDirectory() as folder, PhysicsTimer() as physics:
@@ -64,7 +76,7 @@ def measure(layout: str, demos: int, workers: int, seed: int) -> dict[str, float
         size = sum(p.stat().st_size for p in (config.out / "shards").iterdir())
     result = {"rate": 60 * summary.new_demos / summary.seconds, "bytes": size / demos,
               "steps": summary.new_steps / demos, "discarded": summary.discarded,
-              "seconds": summary.seconds}
+              "seconds": summary.seconds, "steps_per_s": summary.new_steps / summary.seconds}
     if workers == 1:  # in-process: the timer saw every physics step
         result["outside_physics"] = 1 - physics.seconds / summary.seconds
         result["expert_share"] = summary.expert_seconds / summary.seconds
@@ -75,13 +87,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demos", type=int, default=60, help="demos per measurement")
     parser.add_argument("--cubes", type=int, nargs="+", default=[2, 5, 10])
+    parser.add_argument("--tasks", nargs="+", metavar="LAYOUT",
+                        help='layouts to record instead of one suite task per --cubes, e.g. '
+                             '"da ec fj bghi"')
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    try:
+        layouts = layouts_to_measure(args.cubes, args.tasks)
+    except ValueError as error:
+        parser.exit(2, f"demos.py: {error}\n")
     print(f"{'cubes':>5}  {'task':<14} {'workers':>7}  {'demos/min':>9}  {'scaling':>7}  "
-          f"{'bytes/demo':>10}  {'steps/demo':>10}  {'discarded':>9}  {'outside physics':>15}")
-    for cubes in args.cubes:
-        layout = task_with_cubes(cubes)
+          f"{'bytes/demo':>10}  {'steps/demo':>10}  {'steps/s':>7}  {'discarded':>9}  "
+          f"{'outside physics':>15}")
+    for layout in layouts:
+        cubes = parse_task(layout).num_blocks
         base = None
         for workers in args.workers:
             row = measure(layout, args.demos, workers, args.seed)
@@ -90,7 +110,7 @@ def main() -> None:
                        f"{100 * row['expert_share']:.0f}%)" if "outside_physics" in row else "-")
             print(f"{cubes:>5}  {layout:<14} {workers:>7}  {row['rate']:>9.1f}  "
                   f"{row['rate'] / base:>6.2f}x  {row['bytes']:>10.0f}  {row['steps']:>10.0f}  "
-                  f"{row['discarded']:>9}  {outside:>15}", flush=True)
+                  f"{row['steps_per_s']:>7.0f}  {row['discarded']:>9}  {outside:>15}", flush=True)
 
 
 if __name__ == "__main__":

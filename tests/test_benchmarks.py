@@ -68,3 +68,27 @@ def test_policy_benchmark_prints_training_rates_of_0_5_0_eager_and_fused_side_by
     assert cells[:4] == ["final", "4", "1", "1"]
     assert all(float(cell) > 0 for cell in cells[4:7])  # samples/s of each path
     assert cells[7].endswith("x") and cells[8].endswith("x")
+
+
+DEMOS_SCRIPT = SCRIPT.with_name("demos.py")
+
+
+def test_demos_benchmark_records_the_named_layouts_and_prints_their_steps_per_second() -> None:
+    done = subprocess.run(
+        [sys.executable, str(DEMOS_SCRIPT), "--demos", "2", "--workers", "1", "--tasks", "ba",
+         "ab c"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert "steps/s" in header
+    assert [row.split()[:3] for row in rows] == [["2", "ba", "1"], ["3", "ab", "c"]]
+    for row in rows:  # the last cells: steps/demo, steps/s, discarded, "37% (expert 26%)"
+        steps_per_demo, steps_per_s, discarded = row.split()[-6:-3]
+        assert float(steps_per_demo) > 0 and float(steps_per_s) > 0 and discarded == "0"
+
+
+def test_demos_benchmark_names_an_invalid_layout_and_records_nothing() -> None:
+    done = subprocess.run([sys.executable, str(DEMOS_SCRIPT), "--tasks", "ab", "aa b"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip() == "demos.py: invalid task 'aa b': repeated block 'a'"
+    assert done.stdout == ""
