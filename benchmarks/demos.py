@@ -23,7 +23,7 @@ from pathlib import Path
 
 import envs
 from envs.sim import Sim
-from envs.tasks import parse_task
+from envs.tasks import Task, parse_task
 from imitate.data import GenerateConfig, generate
 
 
@@ -59,12 +59,10 @@ def task_with_cubes(cubes: int) -> str:
     return min(tasks, key=lambda task: abs(task.num_stages - cubes / 2)).layout
 
 
-def layouts_to_measure(cubes: list[int], tasks: list[str] | None) -> list[str]:
-    """The layouts of the rows: ``tasks`` in canonical form when given, else one suite task per
-    cube count. Raises ``ValueError`` naming an invalid layout."""
-    if tasks:
-        return [parse_task(text).layout for text in tasks]
-    return [task_with_cubes(count) for count in cubes]
+def tasks_to_measure(cubes: list[int], layouts: list[str] | None) -> list[Task]:
+    """The tasks of the rows: ``layouts`` when given, else one suite task per cube count.
+    Raises ``ValueError`` naming an invalid layout."""
+    return [parse_task(text) for text in layouts or map(task_with_cubes, cubes)]
 
 
 def measure(layout: str, demos: int, workers: int, seed: int) -> dict[str, float]:
@@ -94,14 +92,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     try:
-        layouts = layouts_to_measure(args.cubes, args.tasks)
+        tasks = tasks_to_measure(args.cubes, args.tasks)
     except ValueError as error:
         parser.exit(2, f"demos.py: {error}\n")
     print(f"{'cubes':>5}  {'task':<14} {'workers':>7}  {'demos/min':>9}  {'scaling':>7}  "
           f"{'bytes/demo':>10}  {'steps/demo':>10}  {'steps/s':>7}  {'discarded':>9}  "
           f"{'outside physics':>15}")
-    for layout in layouts:
-        cubes = parse_task(layout).num_blocks
+    for task in tasks:
+        cubes, layout = task.num_blocks, task.layout
         base = None
         for workers in args.workers:
             row = measure(layout, args.demos, workers, args.seed)
