@@ -47,7 +47,7 @@ FINAL_STEPS=${FINAL_STEPS:-40000}  # final state: 30,000 is about the CPU time o
 FINAL_FIRST_STEPS=${FINAL_FIRST_STEPS:-20000}  # a run's first --steps places its DAgger rounds
 # (a resume keeps them): the shipped run first trained 20,000 steps (last round at step 17,142)
 # and was then extended, so the final-state run trains to 20,000 first, then on to FINAL_STEPS;
-# training is deterministic, so this makes the shipped weights again
+# training is deterministic on one machine, so there this makes the shipped weights again
 SNAPSHOT_EVERY=${SNAPSHOT_EVERY:-2500}
 BC=${BC:-1}  # 0: no behaviour-cloning run
 DAGGER=(--algo dagger --dagger-rounds "${DAGGER_ROUNDS:-6}"
