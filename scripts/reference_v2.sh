@@ -10,10 +10,11 @@
 #                                          # training task (10). Two lanes, one core each, in
 #                                          # the order the results are needed:
 #                                          #   lane 1: final-state conditioning with DAgger
-#                                          #     (the shipped policy): train, test tasks,
-#                                          #     training tasks; then the full run's ensemble
-#                                          #     sweep (E = 1, 2, 5, 10 on 16 training tasks
-#                                          #     of 1 to 4 stages); then BC's training tasks
+#                                          #     (the shipped policy): train, then test and
+#                                          #     training tasks side by side, then curves;
+#                                          #     then the full run's ensemble sweep (E = 1, 2,
+#                                          #     5, 10 on 16 training tasks of 1 to 4 stages);
+#                                          #     then BC's training tasks
 #                                          #   lane 2: full conditioning with DAgger: train,
 #                                          #     test tasks, training tasks; then (BC=1, the
 #                                          #     default) full conditioning with behaviour
@@ -81,7 +82,7 @@ evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 pe
     episodes=$([[ $split == test ]] && echo 20 || echo 10)
     "$IMITATE" eval --checkpoint "$run/policy.pt" --split "$split" \
         --episodes-per-task "$episodes" --workers 1 --quiet "$@" \
-        >> "$LOGS/eval-$(basename "$run").log" 2>&1
+        >> "$LOGS/eval-$(basename "$run")-$split.log" 2>&1
 }
 
 sweep_tasks() {  # the suite's first 4 training tasks of each stage count 1 to 4
@@ -102,10 +103,9 @@ sweep_run() {  # NAME: the ensemble sweep (paper Table 5), 20 episodes per task,
     done
 }
 
-train_and_curves() {  # NAME CONDITIONING dagger|bc STEPS...: train (or resume) to each
-    # STEPS in turn (the first places the DAgger rounds; one already passed is a no-op), mark
-    # the run trained (LOGS/NAME.trained, which another lane may wait for), then its learning
-    # curves
+train_to() {  # NAME CONDITIONING dagger|bc STEPS...: train (or resume) to each STEPS in
+    # turn (the first places the DAgger rounds; one already passed is a no-op), then mark the
+    # run trained (LOGS/NAME.trained, which another lane may wait for)
     local name=$1 conditioning=$2 algo=$3 steps
     shift 3
     local training=(--algo bc)
@@ -114,7 +114,20 @@ train_and_curves() {  # NAME CONDITIONING dagger|bc STEPS...: train (or resume) 
         train_run "$name" "$steps" --conditioning "$conditioning" "${training[@]}" || return
     done
     touch "$LOGS/$name.trained"
-    curves_run "$name"
+}
+
+train_and_curves() {  # NAME CONDITIONING dagger|bc STEPS...: train_to, then the learning curves
+    train_to "$@" && curves_run "$1"
+}
+
+evaluate_both() {  # NAME: its test and training tasks side by side, one process each (on a
+    # 2-core machine, stop lane 2's job meanwhile to give them a core each: README)
+    local status=0 test train
+    evaluate_split "$1" test & test=$!
+    evaluate_split "$1" train & train=$!
+    wait "$test" || status=$?
+    wait "$train" || status=$?
+    return "$status"
 }
 
 wait_trained() {  # NAME PID: until run NAME, trained in lane PID, has finished training; fails
@@ -128,9 +141,9 @@ wait_trained() {  # NAME PID: until run NAME, trained in lane PID, has finished 
 final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for lane 2's runs
     # (none of it depends on the final-state run: it runs even when that run failed)
     local status=0
-    { train_and_curves ref2-final-dagger final dagger "$FINAL_FIRST_STEPS" "$FINAL_STEPS" \
-        && evaluate_split ref2-final-dagger test \
-        && evaluate_split ref2-final-dagger train; } || status=$?  # test: also runs the expert
+    { train_to ref2-final-dagger final dagger "$FINAL_FIRST_STEPS" "$FINAL_STEPS" \
+        && evaluate_both ref2-final-dagger \
+        && curves_run ref2-final-dagger; } || status=$?  # its test tasks also run the expert
     { wait_trained ref2-full-dagger "$1" && sweep_run ref2-full-dagger; } || status=$?
     if [[ $BC == 1 ]]; then
         { wait_trained ref2-full-bc "$1" \

@@ -19,7 +19,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reference_v2.sh"
 
 #: Stands in for ``imitate``: traces "START|END <run> <command> <flags but --out, --checkpoint>",
 #: trains by writing ``policy.pt`` after ``TRAIN_SECONDS_<variant>`` seconds, fails a training run
-#: named in ``FAIL_TRAIN`` with status 3, and fails an evaluation of a missing checkpoint.
+#: named in ``FAIL_TRAIN`` with status 3, fails an evaluation of a missing checkpoint and takes
+#: ``EVAL_SECONDS`` over any other.
 FAKE_IMITATE = r"""#!/usr/bin/env bash
 command=$1; shift
 run=""; checkpoint=""; flags=()
@@ -39,6 +40,8 @@ if [[ $command == train ]]; then
     mkdir -p "$RUNS/$run" && touch "$RUNS/$run/policy.pt" "$RUNS/$run/metrics.jsonl"
 elif [[ ! -f $checkpoint ]]; then
     exit 2
+else
+    sleep "${EVAL_SECONDS:-0}"
 fi
 echo "END $run $command ${flags[*]}" >> "$TRACE"
 """
@@ -85,9 +88,7 @@ def test_each_lane_runs_its_steps_in_order(tmp_path: Path) -> None:
     final_lane = ["END ref2-final-dagger train --steps 20000",
                   "END ref2-final-dagger train --steps 40000",
                   f"PYTHON scripts/learning_curves.py --runs {tmp_path}/runs/ref2-final-dagger",
-                  "START ref2-final-dagger eval --split test",
-                  "START ref2-final-dagger eval --split train", *[f"START {s}" for s in sweep],
-                  "START ref2-full-bc eval --split train"]
+                  *[f"START {s}" for s in sweep], "START ref2-full-bc eval --split train"]
     full_lane = ["END ref2-full-dagger train", "PYTHON scripts/learning_curves.py --runs "
                  f"{tmp_path}/runs/ref2-full-dagger", "START ref2-full-dagger eval --split test",
                  "START ref2-full-dagger eval --split train", "START ref2-full-bc train",
@@ -95,6 +96,11 @@ def test_each_lane_runs_its_steps_in_order(tmp_path: Path) -> None:
     for steps in (final_lane, full_lane):
         at = [position(trace, step) for step in steps]
         assert at == sorted(at), steps
+    # The shipped run's test and training tasks come after its training, before its curves.
+    trained, curves = (position(trace, step) for step in final_lane[1:3])
+    for split in ("test", "train"):
+        assert trained < position(trace, f"START ref2-final-dagger eval --split {split}") \
+            < position(trace, f"END ref2-final-dagger eval --split {split}") < curves
     # One core per lane; only the final-state run's evaluation runs the expert.
     evaluations = [line for line in trace if line.startswith("START") and " eval " in line]
     assert all("--workers 1" in line for line in evaluations), evaluations
@@ -110,6 +116,17 @@ def test_final_state_lane_waits_for_the_full_run_before_its_sweep(tmp_path: Path
     # ... and does not wait to evaluate its own run.
     assert position(trace, "START ref2-final-dagger eval --split train") < position(
         trace, "END ref2-full-dagger train")
+
+
+def test_the_shipped_run_evaluates_its_test_and_training_tasks_side_by_side(
+        tmp_path: Path) -> None:
+    status, trace = run_lanes(tmp_path, EVAL_SECONDS="1")
+    assert status == 0, trace
+    starts = [position(trace, f"START ref2-final-dagger eval --split {split}")
+              for split in ("test", "train")]
+    ends = [position(trace, f"END ref2-final-dagger eval --split {split}")
+            for split in ("test", "train")]
+    assert max(starts) < min(ends), trace
 
 
 def test_bc_training_split_waits_for_bc_training(tmp_path: Path) -> None:
