@@ -125,11 +125,13 @@ def train_step(policy: OneShotPolicy, optimizer: torch.optim.Optimizer, batch: T
 
 
 @torch.no_grad()
-def _validate(policy: OneShotPolicy, sampler: PairSampler, conditioning: str,
-              device: torch.device, generator: torch.Generator,
-              ranks: Ranks = SINGLE) -> dict[str, float]:
-    """Loss and accuracies on one batch of held-out pairs (eval mode, then back to train);
-    under torchrun each rank scores its share and the figures are all-reduced."""
+def validate(policy: OneShotPolicy, sampler: PairSampler, conditioning: str,
+             device: torch.device, generator: torch.Generator,
+             ranks: Ranks = SINGLE) -> dict[str, float]:
+    """Loss and accuracies (keys ``val_loss``, ``val_acc_x`` ...) on one batch of the pairs
+    ``sampler`` draws, held-out ones in training (eval mode, then back to train; temporal
+    dropout drawn from ``generator``); under torchrun each rank scores its share and the
+    figures are all-reduced."""
     batch = to_tensors(sampler.sample(), conditioning, device)
     policy.eval()
     try:
@@ -376,8 +378,8 @@ def _train(config: TrainConfig, dataset: DemoDataset, saved_config: dict[str, An
                         **{f"train_{k}": v for k, v in
                            share_accuracies(policy, logits, batch, ranks).items()}}
                 if validation is not None:
-                    last.update(_validate(policy, validation, config.conditioning, device,
-                                          generator, ranks))
+                    last.update(validate(policy, validation, config.conditioning, device,
+                                         generator, ranks))
                 last.update(dagger_figures)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 checkpoint(step)
