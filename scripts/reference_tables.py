@@ -1,7 +1,8 @@
 """The README's results from evaluation reports: success per stage count beside the paper's
 Tables 3 and 4, the failure breakdown (the paper's Tables 7-11), the gap to the paper's DAgger
-per stage count of the unseen tasks with our dominant failure class, the ensemble sweep (Table
-5), and a figure of success against stages, ours against the paper's.
+per stage count of the unseen tasks with our dominant failure class (and, from the episode log,
+how many failures built no stage and how often an episode that built one succeeded), the
+ensemble sweep (Table 5), and a figure of success against stages, ours against the paper's.
 
     python scripts/reference_tables.py --variant "DAgger, full=runs/ref2-full-dagger" \\
         --variant "DAgger, final state=runs/ref2-final-dagger" \\
@@ -70,17 +71,50 @@ def read_report(folder: Path) -> dict | None:
     return partial_report(log) if log.is_file() else None
 
 
-def partial_report(log: Path) -> dict:
-    """``by_stages`` rows of the tasks whose episodes are all in the episode log ``log``, and
-    ``partial``: how many tasks that is, of how many begun. ``ValueError`` (one line) when the
-    file is not an episode log."""
+def complete_episodes(log: Path) -> tuple[list[EpisodeResult], int]:
+    """The episodes of the tasks whose episodes are all in the episode log ``log``, and how many
+    tasks it has begun. ``ValueError`` (one line) when the file is not an episode log."""
     header = read_header(log)
     results = read_log(log, header, EpisodeResult)
     episodes = Counter(result.task for result in results)
     complete = {task for task, n in episodes.items() if n == header["episodes_per_task"]}
-    rows = rows_of_results([result for result in results if result.task in complete])
+    return [result for result in results if result.task in complete], len(episodes)
+
+
+def partial_report(log: Path) -> dict:
+    """``by_stages`` rows of the tasks whose episodes are all in the episode log ``log``, and
+    ``partial``: how many tasks that is, of how many begun. ``ValueError`` (one line) when the
+    file is not an episode log."""
+    results, begun = complete_episodes(log)
+    rows = rows_of_results(results)
+    complete = {result.task for result in results}
     return {"by_stages": [row.to_json() for row in rows],
-            "partial": {"complete_tasks": len(complete), "begun_tasks": len(episodes)}}
+            "partial": {"complete_tasks": len(complete), "begun_tasks": begun}}
+
+
+def first_stage_cells(folder: Path, novelty: str) -> dict[int, tuple[str, str]]:
+    """Per stage count, from the evaluation's episode log (empty without one, as in a shipped
+    report): the share of failed episodes that completed no stage (the env's ``stage``, counted
+    in build order), and the success rate of the episodes that completed at least one
+    (successes count as such); ``count/total (%)`` each."""
+    log = folder / LOG_NAME
+    if not log.is_file():
+        return {}
+    results, _ = complete_episodes(log)
+    cells = {}
+    for stages in sorted({r.num_stages for r in results if r.novelty == novelty}):
+        group = [r for r in results if r.novelty == novelty and r.num_stages == stages]
+        failed = [r for r in group if not r.success]
+        stalled = sum(r.stage == 0 for r in failed)
+        started = [r for r in group if r.success or r.stage > 0]
+        won = sum(r.success for r in started)
+        cells[stages] = (count_share(stalled, len(failed)), count_share(won, len(started)))
+    return cells
+
+
+def count_share(count: int, total: int) -> str:
+    """``count/total (percent%)``, or ``0/0`` with no percent."""
+    return f"{count}/{total} ({100 * count / total:.0f}%)" if total else "0/0"
 
 
 def stage_rows(report: dict | None, novelty: str) -> dict[int, dict]:
@@ -170,9 +204,11 @@ def gap_table(name: str, run: Path) -> list[str]:
     rows = stage_rows(read_report(run / "eval-test"), "unseen")
     if not rows:
         return []
+    first_stage = first_stage_cells(run / "eval-test", "unseen")
     lines = [f"Gap of **{name}** to the paper's DAgger on unseen test tasks (Table 4):", "",
-             "| stages | episodes | ours | paper DAgger | gap (points) | dominant failure |",
-             "|---:|---:|---:|---:|---:|---|"]
+             "| stages | episodes | ours | paper DAgger | gap (points) | dominant failure | "
+             "failures with no stage built | success once a stage is built |",
+             "|---:|---:|---:|---:|---:|---|---:|---:|"]
     for stages, row in sorted(rows.items()):
         ours = 100 * row["success"]["rate"]
         paper = PAPER_TEST[stages][DAGGER] if stages in PAPER_TEST else None
@@ -180,8 +216,10 @@ def gap_table(name: str, run: Path) -> list[str]:
         failure = max(FAILURE_CLASSES, key=lambda outcome: row[outcome]["rate"])
         share = 100 * row[failure]["rate"]
         dominant = "none" if share == 0 else f"{OUTCOME_TITLES[failure]} ({share:.1f}%)"
+        stalled, started = first_stage.get(stages, ("", ""))
         lines.append(f"| {stages} | {row['episodes']} | {ours:.1f} | "
-                     f"{'' if paper is None else f'{paper:.1f}'} | {gap} | {dominant} |")
+                     f"{'' if paper is None else f'{paper:.1f}'} | {gap} | {dominant} | "
+                     f"{stalled} | {started} |")
     return lines
 
 

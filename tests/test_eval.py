@@ -351,12 +351,46 @@ def test_reference_tables_put_our_rows_beside_the_papers(tmp_path: Path) -> None
     assert ("| seen: training tasks | 4 | 40 | 5.0 [1.4, 16.5] | 95.0 [83.5, 98.6] | "
             "0.0 [0.0, 8.8] | 0.0 [0.0, 8.8] |") in lines
     # The gap to the paper's DAgger per unseen stage count, with the most frequent failure.
-    assert "| 2 | 20 | 90.0 | 94.9 | -4.9 | recoverable (10.0%) |" in lines
+    assert "| 2 | 20 | 90.0 | 94.9 | -4.9 | recoverable (10.0%) |  |  |" in lines  # no log shipped
     assert (tmp_path / "success.png").read_bytes()[:4] == b"\x89PNG"
     bad = subprocess.run([sys.executable, str(script), "--variant", "final", "--markdown",
                           str(tmp_path / "x.md")], capture_output=True, text=True)
     assert bad.returncode == 2 and "NAME=RUN" in bad.stderr
 
+
+def test_reference_tables_count_failures_that_built_no_stage_from_the_episode_log(
+        tiny_policy: Path, tmp_path: Path) -> None:
+    """The gap table's last two columns come from the evaluation's episode log: of the failed
+    episodes, those that completed no stage; of the episodes that completed one, the successes.
+    Without a log (a shipped report) they stay empty (the test above)."""
+    folder = tmp_path / "run" / "eval-test"
+    done = run_cli("eval", "--checkpoint", str(tiny_policy), "--tasks", "abc",  # class 3: unseen
+                   "--episodes-per-task", "3", "--ensemble", "1", "--no-expert", "--workers", "1",
+                   "--quiet", "--compile", "off", "--out", str(folder))
+    assert done.returncode == 0, done.stderr
+    (folder / "report.json").unlink()  # the rows then come from the (edited) log as well
+    header, *records = (folder / "episodes.jsonl").read_text().splitlines(keepends=True)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "reference_tables.py"
+
+    def gap_rows(stages_reached: list[int | None]) -> list[str]:
+        """The tables, with the three real episodes given known ends: None is a success, else
+        a recoverable failure at that stage."""
+        ends = [{"success": True, "failure": None, "stage": 2} if stage is None else
+                {"success": False, "failure": "recoverable_failure", "stage": stage}
+                for stage in stages_reached]
+        (folder / "episodes.jsonl").write_text(header + "".join(
+            json.dumps({**json.loads(line), **end}) + "\n"
+            for line, end in zip(records, ends, strict=True)))
+        done = subprocess.run([sys.executable, str(script), "--variant",
+                               f"tiny={tmp_path / 'run'}", "--markdown",
+                               str(tmp_path / "results.md")], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return (tmp_path / "results.md").read_text().splitlines()
+
+    assert ("| 2 | 3 | 33.3 | 94.9 | -61.6 | recoverable (66.7%) | 1/2 (50%) | 1/2 (50%) |"
+            in gap_rows([None, 0, 1]))
+    assert ("| 2 | 3 | 0.0 | 94.9 | -94.9 | recoverable (100.0%) | 3/3 (100%) | 0/0 |"
+            in gap_rows([0, 0, 0]))
 
 def test_reference_tables_count_only_the_complete_tasks_of_an_evaluation_without_report(
         tmp_path: Path) -> None:
