@@ -64,13 +64,18 @@ def test_command_line_beats_file_beats_defaults(tmp_path: Path,
 def test_the_shipped_config_is_the_pretrained_policy_training_config() -> None:
     config = train_config(build_parser().parse_args(["train", "--config", "pretrained"]))
     saved = load_checkpoint("pretrained")
-    recorded = saved.training["config"]  # imitate 0.4 recorded fewer fields than there are now
-    assert {key: config.to_json()[key] for key in recorded} == recorded
+    # The run trained in two legs: its first --steps placed the DAgger rounds (config.json, which
+    # --config reads), then --resume --steps 40000 took it on (what the checkpoint records).
+    recorded = saved.training["config"]
+    legs = {"steps": (20000, 40000), "resume": (False, True)}
+    assert {key: (config.to_json()[key], recorded[key]) for key in legs} == legs
+    assert {key: config.to_json()[key] for key in recorded if key not in legs} == {
+        key: value for key, value in recorded.items() if key not in legs}
     assert config.policy_config() == saved.policy.config  # context form, dropout rule included
     assert str(config.demos) == saved.training["dataset"]
     assert json.loads((PRETRAINED_DIR / "config.json").read_text()) == config.to_json()
     assert (config.algo, config.conditioning, config.dagger_rounds, config.context_form) == (
-        "dagger", "final", 3, "0.5")
+        "dagger", "final", 6, "module2")
     # The --demos and --out of a reproduction replace the recorded folders.
     args = build_parser().parse_args(["train", "--config", "pretrained", "--demos", "d",
                                       "--out", "o"])
@@ -115,7 +120,8 @@ def test_the_shipped_eval_configs_are_the_ones_of_their_reports(name: str) -> No
             "ensemble": args.ensemble, "workers": args.workers, "seed": args.seed,
             "expert": not args.no_expert, "demo_noise": DEFAULT_NOISE_STD,
             "videos": args.videos} == report
-    assert args.out == Path("runs/ref5-final") / name
+    # imitate eval wrote each report into its default folder, beside the checkpoint
+    assert (args.checkpoint, args.out) == (Path("runs/ref2-final-dagger/policy.pt"), None)
 
 
 @pytest.mark.parametrize(("content", "words"), [
