@@ -53,13 +53,13 @@ def test_attention_follows_the_episode_imitate_eval_runs(tiny_policy: Path,
 
 
 def test_attention_of_the_shipped_policy(tmp_path: Path) -> None:
-    """A 0.5-form checkpoint with final-state conditioning: all weight on the last frame."""
+    """The shipped policy (Module 2, final-state conditioning): all weight on the last frame."""
     out = tmp_path / "pretrained"
     done = run_cli("attention", "--checkpoint", "pretrained", "--task", "ab", "--ensemble", "1",
                    "--out", str(out))
     assert done.returncode == 0, done.stderr
     summary, arrays = check_folder(out, blocks=2)
-    assert summary["context_form"] == "0.5" and summary["conditioning"] == "final"
+    assert summary["context_form"] == "module2" and summary["conditioning"] == "final"
     np.testing.assert_allclose(arrays["temporal"][..., -1], 1.0, rtol=1e-5)
 
 
