@@ -67,8 +67,9 @@ PRETRAINED_UNSEEN_TASKS = ("bad c", "ac d e bf", "efcab d")
 PRETRAINED_VIDEO_TASK = "efcab d"
 TINY_ENV = "IMITATE_QUICKSTART_TINY"
 #: Adamax learning rate of the fine-tuning run: at the paper's 1e-3, 300 steps on these 7 tasks
-#: cost the shipped policy its 2-stage skill (1/5 on ``abc``, 0/5 on ``cab d``); at 3e-4 it
-#: keeps it (5/5 and 4/5; imitate 0.10.0, seed 0).
+#: cost the 0.4 shipped policy its 2-stage skill (1/5 on ``abc``, 0/5 on ``cab d``); at 3e-4 it
+#: kept it (5/5 and 4/5; imitate 0.10.0, seed 0), and so does the current one (5/5 and 4/5;
+#: imitate 0.11.0).
 FINE_TUNE_LR = 3e-4
 
 

@@ -1,7 +1,10 @@
 """Regenerate the README's sample video: ``videos/sample.mp4`` and its GIF ``videos/sample.gif``.
 
     python scripts/make_sample_video.py [--checkpoint PATH] [--task "ab cde"] [--seed 0]
-        [--size 256] [--no-labels]
+        [--episode 0] [--size 256] [--no-labels]
+
+``--seed`` and ``--episode`` pick the episode as ``imitate eval --seed`` numbers them (its start
+and conditioning demo), so the video shows a row of an evaluation report.
 
 Without ``--checkpoint`` the scripted expert acts (``imitate render --expert``). Cubes carry
 their letters (``--labels``) unless ``--no-labels``. The GIF keeps every second frame with a
@@ -38,12 +41,14 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=None)
     parser.add_argument("--task", default="ab cde")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--episode", type=int, default=0, help="episode index within the task")
     parser.add_argument("--size", type=int, default=256, help="side of each view (px)")
     parser.add_argument("--no-labels", action="store_true", help="no letters over the cubes")
     args = parser.parse_args()
     mp4 = VIDEOS / "sample.mp4"
-    result = render_episode(args.checkpoint, args.task, mp4, seed=args.seed, size=args.size,
-                            every=3, labels=not args.no_labels)
+    result = render_episode(args.checkpoint, args.task, mp4, seed=args.seed,
+                            episode=args.episode, size=args.size, every=3,
+                            labels=not args.no_labels)
     with imageio.get_reader(mp4) as reader:
         images = [Image.fromarray(frame) for index, frame in enumerate(reader) if index % 2 == 0]
     palette = gif_palette(images[len(images) // 2])

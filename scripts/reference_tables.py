@@ -250,21 +250,27 @@ def figure(variants: list[tuple[str, Path]]) -> Figure:
         axis.plot(stages, [paper[s][1] for s in stages], "k--", label="paper DAgger")
         axis.plot(stages, [paper[s][0] for s in stages], ":", color="0.5", label="paper Demo")
         for name, run in variants:
-            rows = stage_rows(read_report(run / f"eval-{split}"), novelty)
+            report = read_report(run / f"eval-{split}")
+            rows = stage_rows(report, novelty)
             xs = sorted(rows)
             if not xs:
                 continue
             rates = [100 * rows[s]["success"]["rate"] for s in xs]
             low = [100 * rows[s]["success"]["ci95"][0] for s in xs]
             high = [100 * rows[s]["success"]["ci95"][1] for s in xs]
-            line = axis.plot(xs, rates, "o-", label=f"ours: {name}")[0]
+            legend = f"ours: {name}"
+            if "partial" in report:  # an evaluation still running: say how far it got
+                legend += f" (partial: {report['partial']['complete_tasks']} tasks)"
+            line = axis.plot(xs, rates, "o-", label=legend)[0]
             axis.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
         axis.set_title(label)
         axis.set_xlabel("stages")
         axis.set_ylim(0, 100)
         axis.grid(alpha=0.3)
     axes[0].set_ylabel("success %")
-    axes[0].legend(fontsize=8)
+    for axis in axes:
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
     plot.tight_layout()
     return plot
 

@@ -115,11 +115,13 @@ def test_an_eval_config_file_reads_back_to_the_same_options(tmp_path: Path) -> N
 def test_the_shipped_eval_configs_are_the_ones_of_their_reports(name: str) -> None:
     args = parsed("eval", "--config", str(PRETRAINED_DIR / name / "config.json"))
     report = json.loads((PRETRAINED_DIR / name / "report.json").read_text())["config"]
-    assert {"checkpoint": str(args.checkpoint), "split": args.split,
-            "tasks": args.tasks.split(","), "episodes_per_task": args.episodes_per_task,
-            "ensemble": args.ensemble, "workers": args.workers, "seed": args.seed,
-            "expert": not args.no_expert, "demo_noise": DEFAULT_NOISE_STD,
-            "videos": args.videos} == report
+    # a whole split: no --tasks, and the report records none
+    assert {"checkpoint": str(args.checkpoint), "split": args.split, "tasks": args.tasks,
+            "episodes_per_task": args.episodes_per_task, "ensemble": args.ensemble,
+            "workers": args.workers, "seed": args.seed, "expert": not args.no_expert,
+            "demo_noise": DEFAULT_NOISE_STD, "videos": args.videos,
+            "labels": args.labels} == report
+    assert (args.split, args.tasks) == (name.removeprefix("eval-"), None)
     # imitate eval wrote each report into its default folder, beside the checkpoint
     assert (args.checkpoint, args.out) == (Path("runs/ref2-final-dagger/policy.pt"), None)
 

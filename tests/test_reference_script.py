@@ -201,6 +201,6 @@ def test_ship_exports_the_final_state_run_then_tables_every_evaluated_variant(
     assert trace == [
         f"PYTHON scripts/export_pretrained.py {final} --report {final}/eval-train "
         f"--report {final}/eval-test",
-        f"PYTHON scripts/reference_tables.py --variant DAgger, full={runs}/ref2-full-dagger "
-        f"--variant DAgger, final state={final} --markdown docs/reference-v2-results.md "
+        f"PYTHON scripts/reference_tables.py --variant DAgger, final state={final} "
+        f"--variant DAgger, full={runs}/ref2-full-dagger --markdown docs/reference-v2-results.md "
         "--figure docs/reference-v2-success.png"]

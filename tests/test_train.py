@@ -433,8 +433,8 @@ def test_init_from_fine_tunes_a_checkpoint_with_its_network_and_its_tasks_seen(
         "pretrained", "final", "module2")
     assert novelty("ca b", trained_classes(tuned.training)) == SEEN
     assert novelty("ca b", trained_classes({"dataset_tasks": ["ab", "ba"]})) == UNSEEN
-    # the start's tasks first, each once ('ab' and 'ba' are among them)
-    assert training_tasks(tuned.training) == training_tasks(start.training)
+    # the start's tasks first, each once ('ba' is among them), then the run's new one, 'ab'
+    assert training_tasks(tuned.training) == (*training_tasks(start.training), "ab")
 
 
 def test_init_from_refuses_another_network_and_a_missing_checkpoint(tiny_demos: Path,
