@@ -13,13 +13,14 @@
 #                                          #     (the shipped policy): train, then test and
 #                                          #     training tasks side by side, then curves;
 #                                          #     then the full run's ensemble sweep (E = 1, 2,
-#                                          #     5, 10 on 16 training tasks of 1 to 4 stages);
-#                                          #     then BC's training tasks
+#                                          #     5, 10 on 16 training tasks of 1 to 4 stages)
+#                                          #     and its training tasks; then BC's training
+#                                          #     tasks
 #                                          #   lane 2: full conditioning with DAgger: train,
-#                                          #     test tasks, training tasks; then (BC=1, the
-#                                          #     default) full conditioning with behaviour
-#                                          #     cloning: train, test tasks. Every DAgger
-#                                          #     result comes before BC's, which can be cut
+#                                          #     test tasks; then (BC=1, the default) full
+#                                          #     conditioning with behaviour cloning: train,
+#                                          #     test tasks. Every DAgger result comes before
+#                                          #     BC's, which can be cut
 #   bash scripts/reference_v2.sh figure    # the learning curves of every run in one figure
 #   bash scripts/reference_v2.sh all       # the three above, in order
 #   bash scripts/reference_v2.sh ship      # once the final-state run's two evaluations are
@@ -144,7 +145,8 @@ final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for 
     { train_to ref2-final-dagger final dagger "$FINAL_FIRST_STEPS" "$FINAL_STEPS" \
         && evaluate_both ref2-final-dagger \
         && curves_run ref2-final-dagger; } || status=$?  # its test tasks also run the expert
-    { wait_trained ref2-full-dagger "$1" && sweep_run ref2-full-dagger; } || status=$?
+    { wait_trained ref2-full-dagger "$1" && sweep_run ref2-full-dagger \
+        && evaluate_split ref2-full-dagger train --no-expert; } || status=$?
     if [[ $BC == 1 ]]; then
         { wait_trained ref2-full-bc "$1" \
             && evaluate_split ref2-full-bc train --no-expert; } || status=$?
@@ -152,11 +154,11 @@ final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for 
     return "$status"
 }
 
-full_lane() {  # the full run and both its evaluations, then BC (trained after it)
+full_lane() {  # the full run and its test tasks (lane 1 runs its training tasks), then BC
+    # (trained after it)
     train_and_curves ref2-full-dagger full dagger "$STEPS" || return
     local status=0
     evaluate_split ref2-full-dagger test --no-expert || status=$?
-    evaluate_split ref2-full-dagger train --no-expert || status=$?
     if [[ $BC == 1 ]]; then
         { train_and_curves ref2-full-bc full bc "$STEPS" \
             && evaluate_split ref2-full-bc test --no-expert; } || status=$?

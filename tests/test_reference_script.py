@@ -88,10 +88,11 @@ def test_each_lane_runs_its_steps_in_order(tmp_path: Path) -> None:
     final_lane = ["END ref2-final-dagger train --steps 20000",
                   "END ref2-final-dagger train --steps 40000",
                   f"PYTHON scripts/learning_curves.py --runs {tmp_path}/runs/ref2-final-dagger",
-                  *[f"START {s}" for s in sweep], "START ref2-full-bc eval --split train"]
+                  *[f"START {s}" for s in sweep], "START ref2-full-dagger eval --split train",
+                  "START ref2-full-bc eval --split train"]
     full_lane = ["END ref2-full-dagger train", "PYTHON scripts/learning_curves.py --runs "
                  f"{tmp_path}/runs/ref2-full-dagger", "START ref2-full-dagger eval --split test",
-                 "START ref2-full-dagger eval --split train", "START ref2-full-bc train",
+                 "START ref2-full-bc train",
                  "END ref2-full-bc train", "START ref2-full-bc eval --split test"]
     for steps in (final_lane, full_lane):
         at = [position(trace, step) for step in steps]
