@@ -19,8 +19,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reference_v2.sh"
 
 #: Stands in for ``imitate``: traces "START|END <run> <command> <flags but --out, --checkpoint>",
 #: trains by writing ``policy.pt`` after ``TRAIN_SECONDS_<variant>`` seconds, fails a training run
-#: named in ``FAIL_TRAIN`` with status 3, fails an evaluation of a missing checkpoint and takes
-#: ``EVAL_SECONDS`` over any other.
+#: named in ``FAIL_TRAIN`` with status 3, fails an evaluation of a missing checkpoint, and one
+#: whose flags hold ``FAIL_EVAL`` with status 4, and takes ``EVAL_SECONDS`` over any other.
 FAKE_IMITATE = r"""#!/usr/bin/env bash
 command=$1; shift
 run=""; checkpoint=""; flags=()
@@ -40,6 +40,8 @@ if [[ $command == train ]]; then
     mkdir -p "$RUNS/$run" && touch "$RUNS/$run/policy.pt" "$RUNS/$run/metrics.jsonl"
 elif [[ ! -f $checkpoint ]]; then
     exit 2
+elif [[ -n ${FAIL_EVAL:-} && " ${flags[*]} " == *" $FAIL_EVAL "* ]]; then
+    exit 4
 else
     sleep "${EVAL_SECONDS:-0}"
 fi
@@ -152,6 +154,16 @@ def test_a_failed_training_stops_what_depends_on_it_and_fails_the_script(tmp_pat
     for step in ("START ref2-full-bc train", "START ref2-full-bc eval --split test",
                  "START ref2-full-bc eval --split train"):
         assert any(line.startswith(step) for line in trace) == (failing == "ref2-final-dagger")
+
+
+def test_a_failed_ensemble_sweep_leaves_the_full_runs_training_tasks_to_run(
+        tmp_path: Path) -> None:
+    status, trace = run_lanes(tmp_path, FAIL_EVAL="--ensemble 1")
+    assert status == 4, trace
+    assert not any(line.startswith("START ref2-full-dagger eval --tasks ab,abc "
+                                   "--episodes-per-task 20 --ensemble 2 ") for line in trace)
+    assert position(trace, "END ref2-full-dagger eval --split train") > position(
+        trace, "START ref2-full-dagger eval --tasks ab,abc --episodes-per-task 20 --ensemble 1 ")
 
 
 def test_bc_0_skips_behaviour_cloning(tmp_path: Path) -> None:
