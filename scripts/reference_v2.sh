@@ -14,8 +14,9 @@
 #                                          #     training tasks side by side, then curves;
 #                                          #     then the full run's ensemble sweep (E = 1, 2,
 #                                          #     5, 10 on 16 training tasks of 1 to 4 stages)
-#                                          #     and its training tasks; then BC's training
-#                                          #     tasks
+#                                          #     and its training tasks; then BC's learning
+#                                          #     curves while BC trains (lane 2 finds them
+#                                          #     done), then BC's training tasks
 #                                          #   lane 2: full conditioning with DAgger: train,
 #                                          #     test tasks; then (BC=1, the default) full
 #                                          #     conditioning with behaviour cloning: train,
@@ -72,9 +73,10 @@ train_run() {  # NAME STEPS FLAGS...: --resume when the folder already holds the
         >> "$LOGS/$(basename "$out").log" 2>&1
 }
 
-curves_run() {  # NAME: evaluate the run's snapshots on the fixed training tasks
-    "$PYTHON" scripts/learning_curves.py --runs "$RUNS/$1" --out "$LOGS/curves-$1.png" \
-        >> "$LOGS/curves.log" 2>&1
+curves_run() {  # NAME: evaluate the run's snapshots not yet evaluated on the fixed training
+    # tasks (one pass at a time per run: the lock makes a second lane's pass wait for it)
+    flock "$LOGS/curves-$1.lock" "$PYTHON" scripts/learning_curves.py --runs "$RUNS/$1" \
+        --out "$LOGS/curves-$1.png" >> "$LOGS/curves.log" 2>&1
 }
 
 evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 per training task
@@ -139,6 +141,17 @@ wait_trained() {  # NAME PID: until run NAME, trained in lane PID, has finished 
     done
 }
 
+curves_while_training() {  # NAME PID: the curves of run NAME's snapshots as lane PID's training
+    # keeps them, until the run has trained; fails when that lane has stopped without training it
+    until [[ -f $LOGS/$1.trained ]]; do
+        kill -0 "$2" 2> /dev/null || [[ -f $LOGS/$1.trained ]] || return 1
+        if compgen -G "$RUNS/$1/snapshots/step-*.pt" > /dev/null; then
+            curves_run "$1" || return
+        fi
+        sleep "${POLL_SECONDS:-60}"
+    done
+}
+
 final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for lane 2's runs
     # (none of it depends on the final-state run: it runs even when that run failed)
     local status=0
@@ -151,7 +164,8 @@ final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for 
     else
         status=1
     fi
-    if [[ $BC == 1 ]]; then
+    if [[ $BC == 1 ]]; then  # BC trains in lane 2 meanwhile
+        curves_while_training ref2-full-bc "$1" || status=$?
         { wait_trained ref2-full-bc "$1" \
             && evaluate_split ref2-full-bc train --no-expert; } || status=$?
     fi

@@ -18,7 +18,8 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reference_v2.sh"
 
 #: Stands in for ``imitate``: traces "START|END <run> <command> <flags but --out, --checkpoint>",
-#: trains by writing ``policy.pt`` after ``TRAIN_SECONDS_<variant>`` seconds, fails a training run
+#: trains by keeping a snapshot at once and writing ``policy.pt`` after
+#: ``TRAIN_SECONDS_<variant>`` seconds, fails a training run
 #: named in ``FAIL_TRAIN`` with status 3, fails an evaluation of a missing checkpoint, and one
 #: whose flags hold ``FAIL_EVAL`` with status 4, and takes ``EVAL_SECONDS`` over any other.
 FAKE_IMITATE = r"""#!/usr/bin/env bash
@@ -36,6 +37,7 @@ echo "START $run $command ${flags[*]}" >> "$TRACE"
 if [[ $command == train ]]; then
     [[ $run == "${FAIL_TRAIN:-}" ]] && exit 3
     variable=TRAIN_SECONDS_${run//-/_}
+    mkdir -p "$RUNS/$run/snapshots" && touch "$RUNS/$run/snapshots/step-0002500.pt"
     sleep "${!variable:-0}"
     mkdir -p "$RUNS/$run" && touch "$RUNS/$run/policy.pt" "$RUNS/$run/metrics.jsonl"
 elif [[ ! -f $checkpoint ]]; then
@@ -48,10 +50,13 @@ fi
 echo "END $run $command ${flags[*]}" >> "$TRACE"
 """
 
-#: Stands in for ``python``: prints sweep tasks for ``-c``, else traces the script it runs.
+#: Stands in for ``python``: prints sweep tasks for ``-c``, else traces the script it runs, and
+#: when the script has run for ``PYTHON_SECONDS`` seconds, traces "PYTHON-END <script> <flags>".
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 if [[ $1 == -c ]]; then echo "ab,abc"; exit 0; fi
 echo "PYTHON $*" >> "$TRACE"
+sleep "${PYTHON_SECONDS:-0}"
+echo "PYTHON-END $*" >> "$TRACE"
 """
 
 
@@ -139,6 +144,20 @@ def test_bc_training_split_waits_for_bc_training(tmp_path: Path) -> None:
         trace, "END ref2-full-bc train")
 
 
+def test_lane_1_evaluates_bc_snapshots_while_bc_trains_one_pass_at_a_time(
+        tmp_path: Path) -> None:
+    status, trace = run_lanes(tmp_path, TRAIN_SECONDS_ref2_full_bc="2", PYTHON_SECONDS="0.5")
+    assert status == 0, trace
+    figure = f"--out {tmp_path}/runs/ref2-logs/curves-ref2-full-bc.png"
+    passes = [line.split(" ", 1)[0] for line in trace if line.endswith(figure)]
+    first = next(i for i, line in enumerate(trace) if line.endswith(figure))
+    assert first < position(trace, "END ref2-full-bc train"), trace
+    # Lane 2's own pass after training waits for lane 1's pass in flight: no two overlap.
+    assert len(passes) >= 4 and passes == ["PYTHON", "PYTHON-END"] * (len(passes) // 2), trace
+    assert position(trace, "START ref2-full-bc eval --split train") > position(
+        trace, "END ref2-full-bc train")
+
+
 @pytest.mark.parametrize("failing", ["ref2-final-dagger", "ref2-full-dagger"])
 def test_a_failed_training_stops_what_depends_on_it_and_fails_the_script(tmp_path: Path,
                                                                          failing: str) -> None:
@@ -211,7 +230,7 @@ def test_ship_exports_the_final_state_run_then_tables_every_evaluated_variant(
     status, trace = run_step(tmp_path, "ship")
     assert status == 0, trace
     final = runs / "ref2-final-dagger"
-    assert trace == [
+    assert [line for line in trace if line.startswith("PYTHON ")] == [
         f"PYTHON scripts/export_pretrained.py {final} --report {final}/eval-train "
         f"--report {final}/eval-test",
         f"PYTHON scripts/reference_tables.py --variant DAgger, final state={final} "
