@@ -28,6 +28,10 @@
 #                                          # done: ship it as `pretrained` with both reports,
 #                                          # then the results tables of every variant evaluated
 #                                          # so far and the success-against-stages figure
+#   bash scripts/reference_v2.sh bc        # the BC run alone (after data), when the DAgger
+#                                          # runs are done or were lost: trains on one core,
+#                                          # its curves on the other; then its test tasks and
+#                                          # training tasks, two workers each
 #
 # On a shared machine run it as "chrt --idle 0 bash scripts/reference_v2.sh all" (Linux: it then
 # runs only on CPU time nothing else wants; "nice -n 19" elsewhere) so that interactive work and
@@ -79,12 +83,13 @@ curves_run() {  # NAME: evaluate the run's snapshots not yet evaluated on the fi
         --out "$LOGS/curves-$1.png" >> "$LOGS/curves.log" 2>&1
 }
 
-evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 per training task
+evaluate_split() {  # NAME SPLIT [--no-expert]: 20 episodes per test task, 10 per training task,
+    # on EVAL_WORKERS processes (default 1)
     local run=$RUNS/$1 split=$2 episodes
     shift 2
     episodes=$([[ $split == test ]] && echo 20 || echo 10)
     "$IMITATE" eval --checkpoint "$run/policy.pt" --split "$split" \
-        --episodes-per-task "$episodes" --workers 1 --quiet "$@" \
+        --episodes-per-task "$episodes" --workers "${EVAL_WORKERS:-1}" --quiet "$@" \
         >> "$LOGS/eval-$(basename "$run")-$split.log" 2>&1
 }
 
@@ -133,23 +138,21 @@ evaluate_both() {  # NAME: its test and training tasks side by side, one process
     return "$status"
 }
 
-wait_trained() {  # NAME PID: until run NAME, trained in lane PID, has finished training; fails
-    # when that lane has stopped without training it
-    until [[ -f $LOGS/$1.trained ]]; do
-        kill -0 "$2" 2> /dev/null || [[ -f $LOGS/$1.trained ]] || return 1
+wait_trained() {  # NAME PID [COMMAND...]: until run NAME, trained in lane PID, has finished
+    # training, running COMMAND (when given) at each poll; fails when that lane has stopped
+    # without training it, or when COMMAND fails
+    local name=$1 lane=$2
+    shift 2
+    until [[ -f $LOGS/$name.trained ]]; do
+        kill -0 "$lane" 2> /dev/null || [[ -f $LOGS/$name.trained ]] || return 1
+        if (($#)); then "$@" || return; fi
         sleep "${POLL_SECONDS:-60}"
     done
 }
 
-curves_while_training() {  # NAME PID: the curves of run NAME's snapshots as lane PID's training
-    # keeps them, until the run has trained; fails when that lane has stopped without training it
-    until [[ -f $LOGS/$1.trained ]]; do
-        kill -0 "$2" 2> /dev/null || [[ -f $LOGS/$1.trained ]] || return 1
-        if compgen -G "$RUNS/$1/snapshots/step-*.pt" > /dev/null; then
-            curves_run "$1" || return
-        fi
-        sleep "${POLL_SECONDS:-60}"
-    done
+snapshot_curves() {  # NAME: curves_run once run NAME has kept a snapshot (a training run keeps
+    # its first after SNAPSHOT_EVERY steps)
+    if compgen -G "$RUNS/$1/snapshots/step-*.pt" > /dev/null; then curves_run "$1"; fi
 }
 
 final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for lane 2's runs
@@ -165,7 +168,7 @@ final_lane() {  # FULL_LANE_PID: the shipped variant first, then what waits for 
         status=1
     fi
     if [[ $BC == 1 ]]; then  # BC trains in lane 2 meanwhile
-        curves_while_training ref2-full-bc "$1" || status=$?
+        wait_trained ref2-full-bc "$1" snapshot_curves ref2-full-bc || status=$?
         { wait_trained ref2-full-bc "$1" \
             && evaluate_split ref2-full-bc train --no-expert; } || status=$?
     fi
@@ -193,6 +196,21 @@ runs() {  # the two lanes side by side, each on one core
     local status=0
     wait "$final" || status=$?
     wait "$full" || status=$?  # a failed full run also stops lane 1's tail: report its status
+    return "$status"
+}
+
+bc() {  # the BC run alone, for a machine that has the data but not the DAgger runs (`runs`
+    # would train those first): it trains on one core while its learning curves run on the
+    # other as snapshots are kept, then its test tasks and its training tasks, two workers each
+    rm -f "$LOGS/ref2-full-bc.trained"
+    train_to ref2-full-bc full bc "$STEPS" &
+    local lane=$! status=0 split
+    wait_trained ref2-full-bc "$lane" snapshot_curves ref2-full-bc || status=$?
+    wait "$lane" || return  # failed training: nothing to evaluate
+    curves_run ref2-full-bc || status=$?  # the snapshots kept since the last pass
+    for split in test train; do  # test first: the unseen rows
+        EVAL_WORKERS=2 evaluate_split ref2-full-bc "$split" --no-expert || status=$?
+    done
     return "$status"
 }
 
@@ -228,6 +246,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then  # sourced: only define the steps
         figure) figure ;;
         all) data && runs && figure ;;
         ship) ship ;;
-        *) echo "usage: $0 data|runs|figure|all|ship" >&2; exit 2 ;;
+        bc) bc ;;
+        *) echo "usage: $0 data|runs|figure|all|ship|bc" >&2; exit 2 ;;
     esac
 fi

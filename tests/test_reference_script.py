@@ -18,10 +18,10 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "reference_v2.sh"
 
 #: Stands in for ``imitate``: traces "START|END <run> <command> <flags but --out, --checkpoint>",
-#: trains by keeping a snapshot at once and writing ``policy.pt`` after
-#: ``TRAIN_SECONDS_<variant>`` seconds, fails a training run
-#: named in ``FAIL_TRAIN`` with status 3, fails an evaluation of a missing checkpoint, and one
-#: whose flags hold ``FAIL_EVAL`` with status 4, and takes ``EVAL_SECONDS`` over any other.
+#: trains by keeping a snapshot at once and writing ``policy.pt`` after ``TRAIN_SECONDS_<variant>``
+#: seconds, fails a training run named in ``FAIL_TRAIN`` with status 3, fails an evaluation of a
+#: missing checkpoint, and one whose flags hold ``FAIL_EVAL`` with status 4, and takes
+#: ``EVAL_SECONDS`` over any other.
 FAKE_IMITATE = r"""#!/usr/bin/env bash
 command=$1; shift
 run=""; checkpoint=""; flags=()
@@ -156,6 +156,31 @@ def test_lane_1_evaluates_bc_snapshots_while_bc_trains_one_pass_at_a_time(
     assert len(passes) >= 4 and passes == ["PYTHON", "PYTHON-END"] * (len(passes) // 2), trace
     assert position(trace, "START ref2-full-bc eval --split train") > position(
         trace, "END ref2-full-bc train")
+
+
+def test_bc_step_trains_bc_alone_with_its_curves_then_test_then_training_tasks(
+        tmp_path: Path) -> None:
+    """``bc``, for a machine that lost the DAgger runs: only the BC run, its curves while it
+    trains, then its test tasks before its training tasks, each on two workers."""
+    status, trace = run_step(tmp_path, "bc", TRAIN_SECONDS_ref2_full_bc="1.5",
+                             PYTHON_SECONDS="0.3")
+    assert status == 0, trace
+    assert not any("dagger" in line for line in trace), trace
+    curves = [i for i, line in enumerate(trace) if line.startswith("PYTHON scripts/learning_")]
+    assert len(curves) >= 2 and curves[0] < position(trace, "END ref2-full-bc train"), trace
+    order = ["END ref2-full-bc train", "START ref2-full-bc eval --split test",
+             "END ref2-full-bc eval --split test", "START ref2-full-bc eval --split train"]
+    at = [position(trace, step) for step in order]
+    assert at == sorted(at) and at[1] > curves[-1], trace
+    evaluations = [line for line in trace if line.startswith("START") and " eval " in line]
+    assert len(evaluations) == 2 and all(
+        "--workers 2" in line and "--no-expert" in line for line in evaluations), evaluations
+
+
+def test_bc_step_with_failed_training_evaluates_nothing(tmp_path: Path) -> None:
+    status, trace = run_step(tmp_path, "bc", FAIL_TRAIN="ref2-full-bc")
+    assert status == 3, trace
+    assert not any(" eval " in line for line in trace), trace
 
 
 @pytest.mark.parametrize("failing", ["ref2-final-dagger", "ref2-full-dagger"])
