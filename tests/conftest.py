@@ -3,11 +3,19 @@ made once through the real CLI), and helpers for running the CLI."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# One torch thread per test process, and per command a test runs (they inherit it), unless the
+# caller set another: pytest-xdist already runs a process per core, and torch's threads beside a
+# busy core wait on each other. Measured on a 2-core machine beside a background job (`python -m
+# pytest tests/test_train.py`): 761 s with torch's default of a thread per core, 289 s with one.
+# A test that needs more threads sets them itself.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 #: Every HOLDOUT_EVERY-th demo of each task is held out when training on ``tiny_demos``.
 HOLDOUT_EVERY = 3
