@@ -61,6 +61,20 @@ def wilson_interval(successes: int, trials: int, z: float = Z95) -> tuple[float,
     return low, high
 
 
+def difference_interval(a_successes: int, a_trials: int, b_successes: int, b_trials: int,
+                        z: float = Z95) -> tuple[float, float]:
+    """Interval (fractions in [-1, 1]) for the difference of two independent success rates,
+    B's minus A's: Newcombe's hybrid score interval (his method 10, 1998), built from the two
+    Wilson intervals. For unpaired samples; episodes run on both sides pair instead."""
+    a_rate, b_rate = a_successes / a_trials, b_successes / b_trials
+    a_low, a_high = wilson_interval(a_successes, a_trials, z)
+    b_low, b_high = wilson_interval(b_successes, b_trials, z)
+    difference = b_rate - a_rate
+    low = difference - math.hypot(b_rate - b_low, a_high - a_rate)
+    high = difference + math.hypot(b_high - b_rate, a_rate - a_low)
+    return max(-1.0, low), min(1.0, high)
+
+
 @dataclass(frozen=True)
 class Rate:
     """``count`` of ``total`` with its 95% interval (fractions)."""
