@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from imitate.report import difference_interval, wilson_interval  # noqa: E402
+from imitate.report import Rate, difference_interval  # noqa: E402
 
 #: Class label of each split's rows in a report.
 NOVELTY_OF_SPLIT = {"test": "unseen", "train": "seen"}
@@ -102,19 +102,12 @@ def parse_side(spec: str, split: str) -> Side:
     return Side(name.strip(), report_counts(report_path(Path(source), split), split))
 
 
-def rate_cell(successes: int, episodes: int) -> str:
-    """``"49.3 (69/140) [41.1, 57.5]"``: percent, counts and 95% Wilson interval."""
-    low, high = wilson_interval(successes, episodes)
-    return (f"{100 * successes / episodes:.1f} ({successes}/{episodes}) "
-            f"[{100 * low:.1f}, {100 * high:.1f}]")
-
-
 def table_row(label: str, a: tuple[int, int], b: tuple[int, int]) -> str:
     """One Markdown row: both rates and B minus A in points with its interval."""
     low, high = difference_interval(*a, *b)
     difference = 100 * (b[0] / b[1] - a[0] / a[1])
     verdict = "yes" if low > 0 or high < 0 else "no"
-    return (f"| {label} | {rate_cell(*a)} | {rate_cell(*b)} | {difference:+.1f} | "
+    return (f"| {label} | {Rate(*a).cell()} | {Rate(*b).cell()} | {difference:+.1f} | "
             f"[{100 * low:+.1f}, {100 * high:+.1f}] | {verdict} |")
 
 
@@ -146,8 +139,8 @@ def main() -> None:
         table = comparison_table(a, b)
     except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    print(f"{args.split} split, {NOVELTY_OF_SPLIT[args.split]} rows; percent (successes/"
-          "episodes) [95% Wilson]; B - A with Newcombe's 95% hybrid score interval\n")
+    print(f"{args.split} split, {NOVELTY_OF_SPLIT[args.split]} rows; percent [95% Wilson] "
+          "(successes/episodes); B - A with Newcombe's 95% hybrid score interval\n")
     print(table)
 
 

@@ -57,21 +57,21 @@ def test_counts_against_the_shipped_test_report() -> None:
     done = run(f"full={counts}", f"shipped={SHIPPED}")  # a run folder: eval-test/report.json
     assert done.returncode == 0, done.stderr
     cells = row(done.stdout, "4")
-    assert cells[1] == "49.3 (69/140) [41.1, 57.5]"  # the README's full-conditioning cell
-    assert cells[2] == "68.6 (96/140) [60.5, 75.7]"  # the shipped report's
+    assert cells[1] == "49.3 [41.1, 57.5] (69/140)"  # the README's full-conditioning cell
+    assert cells[2] == "68.6 [60.5, 75.7] (96/140)"  # the shipped report's
     low, high = difference_interval(69, 140, 96, 140)
     assert cells[3:] == ["+19.3", f"[{100 * low:+.1f}, {100 * high:+.1f}]", "yes"]
     assert row(done.stdout, "6")[5] == "no"  # 44/140 against 38/140
     pooled = row(done.stdout, "all")  # same episodes per stage count on both sides
-    assert pooled[1].startswith("38.6 (332/860)") and pooled[2].startswith("46.3 (398/860)")
+    assert pooled[1].endswith("(332/860)") and pooled[2].endswith("(398/860)")
 
 
 def test_a_report_file_and_the_train_split() -> None:
     done = run("--split", "train", "few=1:80/90 3:200/240",
                f"shipped={SHIPPED / 'eval-train' / 'report.json'}")
     assert done.returncode == 0, done.stderr
-    assert row(done.stdout, "1")[2] == "100.0 (90/90) [95.9, 100.0]"
-    assert row(done.stdout, "3")[2].startswith("93.3 (224/240)")
+    assert row(done.stdout, "1")[2] == "100.0 [95.9, 100.0] (90/90)"
+    assert row(done.stdout, "3")[2].endswith("(224/240)")
     assert "| 2 |" not in done.stdout  # only stage counts both sides have
 
 
@@ -79,7 +79,7 @@ def test_no_pooled_row_when_the_designs_differ() -> None:
     done = run("a=2:10/20 4:5/20", "b=2:15/20 4:9/40")
     assert done.returncode == 0, done.stderr
     assert "| all |" not in done.stdout
-    assert row(done.stdout, "4")[2].startswith("22.5 (9/40)")
+    assert row(done.stdout, "4")[2].endswith("(9/40)")
 
 
 @pytest.mark.parametrize(("a", "b", "message"), [
